@@ -1,0 +1,258 @@
+//! The ports: what the domain needs from the outside world, named for that need.
+//!
+//! Every method that must be atomic says so with MUST; the contract suite in
+//! `ots-store-contract` checks each adapter against these words.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::*;
+
+/// Where secrets and their metadata live.
+#[async_trait]
+pub trait SecretRepository: Send + Sync {
+    /// Stores a secret and its metadata. MUST store both or neither.
+    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError>;
+
+    /// A snapshot of a secret that may still be revealed at `now` (its metadata is `new`
+    /// and it has not expired). MUST NOT change anything and MUST NOT hold locks after
+    /// returning: the caller runs bcrypt on it.
+    async fn find_secret(
+        &self,
+        key: &SecretKey,
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError>;
+
+    /// Takes the secret for the one caller who wins: if it still exists and is unexpired at
+    /// `now`, deletes its ciphertext and marks its metadata `received`, all at once, and
+    /// returns `true`. Of any number of concurrent calls, across processes, exactly one MUST
+    /// return `true`.
+    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError>;
+
+    /// Counts one failed passphrase try, atomically. When the count reaches `max_tries` the
+    /// secret MUST be burned (ciphertext deleted, metadata `burned`) in the same step.
+    async fn record_failed_try(
+        &self,
+        key: &SecretKey,
+        max_tries: u32,
+        now: UnixTime,
+    ) -> Result<FailedTry, StoreError>;
+
+    /// The metadata record, if it is still alive at `now`.
+    async fn find_metadata(
+        &self,
+        key: &MetadataKey,
+        now: UnixTime,
+    ) -> Result<Option<Metadata>, StoreError>;
+
+    /// Burns an unread secret: if the secret is still `new` and unexpired at `now`, deletes
+    /// its ciphertext and marks the metadata `burned` atomically, returning the updated
+    /// metadata. `None` when there is nothing to burn.
+    async fn burn(&self, key: &MetadataKey, now: UnixTime)
+        -> Result<Option<Metadata>, StoreError>;
+
+    /// The customer's metadata still alive at `now`, newest first, at most `limit`.
+    async fn recent(
+        &self,
+        custid: &CustId,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Metadata>, StoreError>;
+
+    /// Deletes at most `batch` expired secrets and `batch` expired metadata records, returning
+    /// how many rows went. MUST be safe to run from several processes at once.
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+
+    /// Burns every unread secret of a customer and forgets its metadata (account removal).
+    async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Where customer accounts and their API tokens live.
+#[async_trait]
+pub trait CustomerRepository: Send + Sync {
+    async fn find_customer(&self, custid: &CustId) -> Result<Option<Customer>, StoreError>;
+    /// MUST fail with [`StoreError::Conflict`] when the custid exists.
+    async fn add_customer(&self, customer: &Customer) -> Result<(), StoreError>;
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError>;
+    /// Returns whether the customer existed.
+    async fn set_plan(&self, custid: &CustId, plan: &str) -> Result<bool, StoreError>;
+    /// Removes the customer and all its tokens. Returns whether it existed.
+    async fn remove_customer(&self, custid: &CustId) -> Result<bool, StoreError>;
+    async fn add_token(&self, custid: &CustId, token: &StoredToken) -> Result<(), StoreError>;
+    /// The hashes of the customer's live tokens; the caller compares in constant time.
+    async fn tokens(&self, custid: &CustId) -> Result<Vec<StoredToken>, StoreError>;
+    /// Revokes the tokens whose prefix starts with `prefix`; returns how many.
+    async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError>;
+}
+
+/// A message telling a recipient that a secret waits for them. Carries the key, never the
+/// value: the adapter turns the key into a link.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SecretLinkMail {
+    pub to: String,
+    pub from_custid: CustId,
+    pub secret_key: SecretKey,
+}
+
+/// Sends mail about secrets.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, mail: &SecretLinkMail) -> Result<(), String>;
+}
+
+/// The current time. A port so tests move a fake clock instead of sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> UnixTime;
+}
+
+/// Cryptographically secure randomness from the operating system.
+pub trait Rng: Send + Sync {
+    /// MUST fill `buf` from a CSPRNG, or fail.
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String>;
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixTime {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// The operating system's CSPRNG, through ring.
+#[derive(Clone, Debug)]
+pub struct SystemRng(ring::rand::SystemRandom);
+
+impl Default for SystemRng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SystemRng {
+    pub fn new() -> Self {
+        Self(ring::rand::SystemRandom::new())
+    }
+}
+
+impl Rng for SystemRng {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        ring::rand::SecureRandom::fill(&self.0, buf).map_err(|_| "the OS CSPRNG failed".into())
+    }
+}
+
+// The binary chooses adapters at run time and hands them over as `Arc<dyn Port>`; these
+// impls let the generic `Service` take those as well as concrete types.
+
+#[async_trait]
+impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
+    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError> {
+        (**self).create(secret, metadata).await
+    }
+    async fn find_secret(
+        &self,
+        key: &SecretKey,
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError> {
+        (**self).find_secret(key, now).await
+    }
+    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+        (**self).consume(key, now).await
+    }
+    async fn record_failed_try(
+        &self,
+        key: &SecretKey,
+        max_tries: u32,
+        now: UnixTime,
+    ) -> Result<FailedTry, StoreError> {
+        (**self).record_failed_try(key, max_tries, now).await
+    }
+    async fn find_metadata(
+        &self,
+        key: &MetadataKey,
+        now: UnixTime,
+    ) -> Result<Option<Metadata>, StoreError> {
+        (**self).find_metadata(key, now).await
+    }
+    async fn burn(
+        &self,
+        key: &MetadataKey,
+        now: UnixTime,
+    ) -> Result<Option<Metadata>, StoreError> {
+        (**self).burn(key, now).await
+    }
+    async fn recent(
+        &self,
+        custid: &CustId,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Metadata>, StoreError> {
+        (**self).recent(custid, now, limit).await
+    }
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        (**self).sweep_expired(now, batch).await
+    }
+    async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError> {
+        (**self).purge_customer(custid, now).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        (**self).ping().await
+    }
+}
+
+#[async_trait]
+impl<T: CustomerRepository + ?Sized> CustomerRepository for Arc<T> {
+    async fn find_customer(&self, custid: &CustId) -> Result<Option<Customer>, StoreError> {
+        (**self).find_customer(custid).await
+    }
+    async fn add_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        (**self).add_customer(customer).await
+    }
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        (**self).list_customers().await
+    }
+    async fn set_plan(&self, custid: &CustId, plan: &str) -> Result<bool, StoreError> {
+        (**self).set_plan(custid, plan).await
+    }
+    async fn remove_customer(&self, custid: &CustId) -> Result<bool, StoreError> {
+        (**self).remove_customer(custid).await
+    }
+    async fn add_token(&self, custid: &CustId, token: &StoredToken) -> Result<(), StoreError> {
+        (**self).add_token(custid, token).await
+    }
+    async fn tokens(&self, custid: &CustId) -> Result<Vec<StoredToken>, StoreError> {
+        (**self).tokens(custid).await
+    }
+    async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError> {
+        (**self).revoke_tokens(custid, prefix).await
+    }
+}
+
+#[async_trait]
+impl<T: Mailer + ?Sized> Mailer for Arc<T> {
+    async fn send(&self, mail: &SecretLinkMail) -> Result<(), String> {
+        (**self).send(mail).await
+    }
+}
+
+impl<T: Clock + ?Sized> Clock for Arc<T> {
+    fn now(&self) -> UnixTime {
+        (**self).now()
+    }
+}
+
+impl<T: Rng + ?Sized> Rng for Arc<T> {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
+        (**self).fill(buf)
+    }
+}

@@ -1,0 +1,259 @@
+//! The repository ports over in-process maps. Every port call takes one mutex for its whole
+//! duration and never awaits while holding it, so each call is atomic: of concurrent reveals
+//! exactly one finds the secret still there.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use ots_domain::*;
+
+#[derive(Default)]
+struct State {
+    secrets: HashMap<SecretKey, StoredSecret>,
+    metadata: HashMap<MetadataKey, Metadata>,
+    customers: HashMap<CustId, Customer>,
+    tokens: HashMap<CustId, Vec<StoredToken>>,
+}
+
+impl State {
+    /// Removes a secret and gives its metadata to `mark` (received or burned).
+    fn finish(&mut self, key: &SecretKey, mark: impl FnOnce(&mut Metadata)) -> Option<Metadata> {
+        let secret = self.secrets.remove(key)?;
+        let metadata = self.metadata.get_mut(&secret.metadata_key)?;
+        mark(metadata);
+        Some(metadata.clone())
+    }
+
+    fn live_secret(&self, key: &SecretKey, now: UnixTime) -> Option<&StoredSecret> {
+        self.secrets.get(key).filter(|s| s.is_alive_at(now))
+    }
+}
+
+/// Secrets, metadata, customers and tokens in memory. Lost on restart.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-done change (each call mutates
+        // at the end), so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl SecretRepository for MemoryStore {
+    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.secrets.contains_key(&secret.key) || state.metadata.contains_key(&metadata.key) {
+            return Err(StoreError::Conflict("key already in use".into()));
+        }
+        state.secrets.insert(secret.key.clone(), secret.clone());
+        state.metadata.insert(metadata.key.clone(), metadata.clone());
+        Ok(())
+    }
+
+    async fn find_secret(
+        &self,
+        key: &SecretKey,
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError> {
+        Ok(self.lock().live_secret(key, now).cloned())
+    }
+
+    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        if state.live_secret(key, now).is_none() {
+            return Ok(false);
+        }
+        Ok(state.finish(key, |m| m.mark_received(now)).is_some())
+    }
+
+    async fn record_failed_try(
+        &self,
+        key: &SecretKey,
+        max_tries: u32,
+        now: UnixTime,
+    ) -> Result<FailedTry, StoreError> {
+        let mut state = self.lock();
+        let Some(secret) = state.secrets.get_mut(key).filter(|s| s.is_alive_at(now)) else {
+            return Ok(FailedTry::Gone);
+        };
+        secret.failed_tries += 1;
+        if secret.failed_tries < max_tries {
+            return Ok(FailedTry::TriesLeft(max_tries - secret.failed_tries));
+        }
+        state.finish(key, |m| m.mark_burned(now));
+        Ok(FailedTry::Burned)
+    }
+
+    async fn find_metadata(
+        &self,
+        key: &MetadataKey,
+        now: UnixTime,
+    ) -> Result<Option<Metadata>, StoreError> {
+        Ok(self
+            .lock()
+            .metadata
+            .get(key)
+            .filter(|m| m.is_alive_at(now))
+            .cloned())
+    }
+
+    async fn burn(
+        &self,
+        key: &MetadataKey,
+        now: UnixTime,
+    ) -> Result<Option<Metadata>, StoreError> {
+        let mut state = self.lock();
+        let Some(secret_key) = state
+            .metadata
+            .get(key)
+            .filter(|m| m.state_at(now) == MetadataState::New)
+            .and_then(|m| m.secret_key.clone())
+        else {
+            return Ok(None);
+        };
+        Ok(state.finish(&secret_key, |m| m.mark_burned(now)))
+    }
+
+    async fn recent(
+        &self,
+        custid: &CustId,
+        now: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<Metadata>, StoreError> {
+        let state = self.lock();
+        let mut items: Vec<Metadata> = state
+            .metadata
+            .values()
+            .filter(|m| &m.custid == custid && m.is_alive_at(now))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.key.cmp(&a.key)));
+        items.truncate(limit as usize);
+        Ok(items)
+    }
+
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let secrets: Vec<SecretKey> = state
+            .secrets
+            .values()
+            .filter(|s| !s.is_alive_at(now))
+            .map(|s| s.key.clone())
+            .take(batch as usize)
+            .collect();
+        let metadata: Vec<MetadataKey> = state
+            .metadata
+            .values()
+            .filter(|m| !m.is_alive_at(now))
+            .map(|m| m.key.clone())
+            .take(batch as usize)
+            .collect();
+        for key in &secrets {
+            state.secrets.remove(key);
+        }
+        for key in &metadata {
+            state.metadata.remove(key);
+        }
+        Ok((secrets.len() + metadata.len()) as u64)
+    }
+
+    async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let keys: Vec<MetadataKey> = state
+            .metadata
+            .values()
+            .filter(|m| &m.custid == custid)
+            .map(|m| m.key.clone())
+            .collect();
+        for key in &keys {
+            if let Some(secret_key) = state.metadata.remove(key).and_then(|m| m.secret_key) {
+                state.secrets.remove(&secret_key);
+            }
+        }
+        Ok(keys.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CustomerRepository for MemoryStore {
+    async fn find_customer(&self, custid: &CustId) -> Result<Option<Customer>, StoreError> {
+        Ok(self.lock().customers.get(custid).cloned())
+    }
+
+    async fn add_customer(&self, customer: &Customer) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.customers.contains_key(&customer.custid) {
+            return Err(StoreError::Conflict(format!(
+                "customer {} already exists",
+                customer.custid
+            )));
+        }
+        state
+            .customers
+            .insert(customer.custid.clone(), customer.clone());
+        Ok(())
+    }
+
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        let mut all: Vec<Customer> = self.lock().customers.values().cloned().collect();
+        all.sort_by(|a, b| a.custid.cmp(&b.custid));
+        Ok(all)
+    }
+
+    async fn set_plan(&self, custid: &CustId, plan: &str) -> Result<bool, StoreError> {
+        Ok(match self.lock().customers.get_mut(custid) {
+            Some(c) => {
+                c.plan = plan.to_owned();
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn remove_customer(&self, custid: &CustId) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        state.tokens.remove(custid);
+        Ok(state.customers.remove(custid).is_some())
+    }
+
+    async fn add_token(&self, custid: &CustId, token: &StoredToken) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if !state.customers.contains_key(custid) {
+            return Err(StoreError::Other(format!("no customer {custid}")));
+        }
+        state
+            .tokens
+            .entry(custid.clone())
+            .or_default()
+            .push(token.clone());
+        Ok(())
+    }
+
+    async fn tokens(&self, custid: &CustId) -> Result<Vec<StoredToken>, StoreError> {
+        Ok(self.lock().tokens.get(custid).cloned().unwrap_or_default())
+    }
+
+    async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let Some(tokens) = state.tokens.get_mut(custid) else {
+            return Ok(0);
+        };
+        let before = tokens.len();
+        tokens.retain(|t| !t.prefix.starts_with(prefix));
+        Ok((before - tokens.len()) as u64)
+    }
+}
