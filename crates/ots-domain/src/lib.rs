@@ -9,6 +9,7 @@ pub mod model;
 pub mod ports;
 pub mod service;
 
+pub use crypto::Cipher;
 pub use error::{OtsError, StoreError};
 pub use model::*;
 pub use ports::*;

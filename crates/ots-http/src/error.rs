@@ -1,0 +1,211 @@
+//! Every error leaves as `{"message": …}` with the status that says what happened. Domain
+//! errors map to statuses in [`ApiError::from`]; errors of the framework itself (bad
+//! parameters, unknown routes) are rewritten to the same shape by [`json_errors`].
+
+use poem::http::{header, StatusCode};
+use poem::Response;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use ots_domain::OtsError;
+
+/// The body of every error.
+#[derive(Object, Debug, Clone, PartialEq, Eq)]
+#[oai(rename = "Error")]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub message: String,
+    /// The key asked for, echoed on `Unknown secret`.
+    #[oai(skip_serializing_if_is_none)]
+    pub secret_key: Option<String>,
+    /// The metadata key asked for, echoed on `Unknown secret` from the private routes.
+    #[oai(skip_serializing_if_is_none)]
+    pub metadata_key: Option<String>,
+    /// Passphrase tries left before the secret is burned (403 only).
+    #[oai(skip_serializing_if_is_none)]
+    pub tries_left: Option<u32>,
+}
+
+impl ErrorBody {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            secret_key: None,
+            metadata_key: None,
+            tries_left: None,
+        }
+    }
+}
+
+pub const WWW_AUTHENTICATE: &str = "Basic realm=\"ots\", charset=\"UTF-8\"";
+
+#[derive(ApiResponse, Debug)]
+pub enum ApiError {
+    /// A parameter is missing or invalid.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Credentials are missing where required, or wrong.
+    #[oai(status = 401)]
+    Unauthorized(
+        Json<ErrorBody>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
+    /// Wrong (or missing) passphrase; the secret is still there unless `tries_left` is 0.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Unknown, already received, burned or expired.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request body is over the size limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// An unexpected failure; details are in the server's log.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The store cannot be reached.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn unknown_secret(secret_key: &str) -> Self {
+        Self::NotFound(Json(ErrorBody {
+            secret_key: Some(secret_key.to_owned()),
+            ..ErrorBody::new("Unknown secret")
+        }))
+    }
+
+    pub fn unknown_metadata(metadata_key: &str) -> Self {
+        Self::NotFound(Json(ErrorBody {
+            metadata_key: Some(metadata_key.to_owned()),
+            ..ErrorBody::new("Unknown secret")
+        }))
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(Json(ErrorBody::new(message)))
+    }
+}
+
+impl From<OtsError> for ApiError {
+    fn from(err: OtsError) -> Self {
+        let body = |e: &OtsError| Json(ErrorBody::new(e.to_string()));
+        match &err {
+            OtsError::NotFound => Self::NotFound(body(&err)),
+            OtsError::NothingToShare
+            | OtsError::TooLarge { .. }
+            | OtsError::InvalidTtl
+            | OtsError::InvalidRecipient
+            | OtsError::InvalidLimit { .. }
+            | OtsError::Conflict(_)
+            | OtsError::UnknownCustomer => Self::BadRequest(body(&err)),
+            OtsError::Unauthorized | OtsError::AccountRequired => {
+                Self::Unauthorized(body(&err), WWW_AUTHENTICATE.to_owned())
+            }
+            OtsError::WrongPassphrase { tries_left } => Self::Forbidden(Json(ErrorBody {
+                tries_left: Some(*tries_left),
+                ..ErrorBody::new(if *tries_left == 0 {
+                    "Wrong passphrase: too many tries, the secret has been burned"
+                } else {
+                    "Wrong passphrase"
+                })
+            })),
+            OtsError::Unavailable => Self::Unavailable(body(&err)),
+            OtsError::Internal(cause) => {
+                // The cause goes to the log only; the client learns nothing about internals.
+                tracing::error!(%cause, "internal error");
+                Self::Internal(Json(ErrorBody::new("Internal error")))
+            }
+        }
+    }
+}
+
+/// An error raised before a handler runs (by an extractor), already in the JSON shape.
+#[derive(Debug, Clone)]
+pub struct JsonError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl JsonError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Not authorized")
+    }
+}
+
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+impl poem::error::ResponseError for JsonError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> Response {
+        json_error(self.status, &self.message)
+    }
+}
+
+/// `{"message": …}` with `status`, and the Basic challenge on 401.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(body);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(WWW_AUTHENTICATE),
+        );
+    }
+    response
+}
+
+/// Rewrites any error that escaped the handlers (framework parse errors, unknown routes,
+/// wrong methods) into the JSON shape; never a bare text body.
+pub async fn json_errors(err: poem::Error) -> Response {
+    if let Some(e) = err.downcast_ref::<JsonError>() {
+        return json_error(e.status, &e.message);
+    }
+    if err.is_from_response() {
+        // A handler's own `ApiError`: already JSON.
+        return err.into_response();
+    }
+    let status = err.status();
+    let message = match status {
+        StatusCode::NOT_FOUND => "Not found".to_owned(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large".to_owned(),
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "unhandled error");
+            "Internal error".to_owned()
+        }
+        _ => err.to_string(),
+    };
+    let mut response = json_error(status, &message);
+    if status.is_client_error() {
+        // Keep framework headers such as Allow on 405.
+        let original = err.into_response();
+        if let Some(allow) = original.headers().get(header::ALLOW) {
+            response.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+    }
+    response
+}

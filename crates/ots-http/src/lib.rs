@@ -1,0 +1,79 @@
+//! The HTTP adapter: the OneTimeSecret v1 API on poem + poem-openapi, the OpenAPI spec it
+//! generates, and the interactive docs page.
+
+use std::sync::Arc;
+
+use poem::middleware::{NormalizePath, TrailingSlash};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+
+use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretRepository, Service};
+
+mod api;
+mod error;
+mod params;
+
+pub use api::{Api, MetadataObject, State};
+pub use error::{json_error, ErrorBody};
+pub use params::BodyLimit;
+
+/// The use cases with the adapters the binary chose at run time.
+pub type AppService = Service<
+    Arc<dyn SecretRepository>,
+    Arc<dyn CustomerRepository>,
+    Arc<dyn Mailer>,
+    Arc<dyn Clock>,
+    Arc<dyn Rng>,
+>;
+
+/// HTTP settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// The largest request body accepted, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1 << 20,
+        }
+    }
+}
+
+/// The v1 API as an OpenAPI service: what the server mounts, the tests call and the spec
+/// generator prints.
+pub fn api_service(svc: Arc<AppService>) -> OpenApiService<Api, ()> {
+    OpenApiService::new(Api { svc }, "ots", env!("CARGO_PKG_VERSION"))
+        .summary("One-time secrets, OneTimeSecret API v1 compatible")
+        .description(
+            "Share a secret through a link that works once. Every route answers JSON; errors \
+             are `{\"message\": ...}` with the status that says what happened.",
+        )
+}
+
+/// The generated spec as JSON, exactly as committed under `openapi/`.
+pub fn spec_json(svc: Arc<AppService>) -> String {
+    api_service(svc).spec() + "\n"
+}
+
+/// The generated spec as YAML.
+pub fn spec_yaml(svc: Arc<AppService>) -> String {
+    api_service(svc).spec_yaml()
+}
+
+/// The whole HTTP application: `/api/v1/...`, the spec, the docs.
+pub fn app(svc: Arc<AppService>, config: &HttpConfig) -> impl Endpoint {
+    let api = api_service(svc);
+    let docs = api.rapidoc();
+    let spec = api.spec_endpoint();
+    let spec_yaml = api.spec_endpoint_yaml();
+    Route::new()
+        .at("/api/v1/openapi.json", spec)
+        .at("/api/v1/openapi.yaml", spec_yaml)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .data(BodyLimit(config.body_limit))
+        .catch_all_error(error::json_errors)
+}

@@ -1,0 +1,264 @@
+//! Request extractors: OneTimeSecret clients send parameters in the query string, a
+//! urlencoded body, a multipart body or a JSON object, and authenticate with HTTP Basic that
+//! is optional on most routes. poem-openapi has no extractor for "any of these bodies, or none",
+//! so these implement `ApiExtractor` by hand and describe themselves to the spec.
+
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use base64::Engine;
+use poem::http::{header, StatusCode};
+use poem::web::Multipart;
+use poem::{Body, FromRequest, Request, RequestBody};
+use poem_openapi::registry::{
+    MetaMediaType, MetaRequest, MetaSecurityScheme, Registry,
+};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+
+use crate::error::JsonError;
+
+/// The most a request body may hold, set per app with `.data(BodyLimit(..))`.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Parameters from the request body, whatever its encoding; `T` is the schema shown in the
+/// spec. A body without parameters, or no body at all, is an empty set.
+pub struct BodyParams<T> {
+    values: HashMap<String, String>,
+    _schema: PhantomData<T>,
+}
+
+impl<T> BodyParams<T> {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const MULTIPART: &str = "multipart/form-data";
+const JSON: &str = "application/json";
+
+impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        let media = |content_type| MetaMediaType {
+            content_type,
+            schema: T::schema_ref(),
+        };
+        Some(MetaRequest {
+            description: Some(
+                "Parameters may come in the body (urlencoded, multipart or a JSON object) or in \
+                 the query string; a value in the body wins.",
+            ),
+            content: vec![media(FORM), media(MULTIPART), media(JSON)],
+            required: false,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let values = parse_body(request, body).await?;
+        Ok(Self {
+            values,
+            _schema: PhantomData,
+        })
+    }
+}
+
+async fn parse_body(
+    request: &Request,
+    body: &mut RequestBody,
+) -> Result<HashMap<String, String>, JsonError> {
+    let limit = request.data::<BodyLimit>().map_or(1 << 20, |l| l.0);
+    let too_large = || {
+        JsonError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large: the limit is {limit} bytes"),
+        )
+    };
+    if request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let bytes = match body.take() {
+        Ok(b) => b.into_bytes_limit(limit).await.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => too_large(),
+            other => JsonError::bad_request(format!("Could not read the request body: {other}")),
+        })?,
+        Err(_) => return Ok(HashMap::new()),
+    };
+    if bytes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let content_type = request.content_type().unwrap_or_default();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        FORM => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
+            .map(|pairs| pairs.into_iter().collect())
+            .map_err(|e| JsonError::bad_request(format!("Invalid urlencoded body: {e}"))),
+        MULTIPART => parse_multipart(request, bytes.to_vec()).await,
+        JSON => parse_json(&bytes),
+        _ => Err(JsonError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Unsupported content type {content_type:?}: send {FORM}, {MULTIPART} or {JSON}"
+            ),
+        )),
+    }
+}
+
+async fn parse_multipart(
+    request: &Request,
+    bytes: Vec<u8>,
+) -> Result<HashMap<String, String>, JsonError> {
+    let invalid = |e: poem::Error| JsonError::bad_request(format!("Invalid multipart body: {e}"));
+    let mut body = RequestBody::new(Body::from(bytes));
+    let mut multipart = <Multipart as FromRequest>::from_request(request, &mut body)
+        .await
+        .map_err(invalid)?;
+    let mut values = HashMap::new();
+    while let Some(field) = multipart.next_field().await.map_err(|e| invalid(e.into()))? {
+        let Some(name) = field.name().map(str::to_owned) else {
+            continue;
+        };
+        let text = field.text().await.map_err(|e| invalid(e.into()))?;
+        values.insert(name, text);
+    }
+    Ok(values)
+}
+
+fn parse_json(bytes: &[u8]) -> Result<HashMap<String, String>, JsonError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| JsonError::bad_request(format!("Invalid JSON body: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(JsonError::bad_request("Invalid JSON body: expected an object"));
+    };
+    let mut values = HashMap::new();
+    for (name, value) in map {
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(JsonError::bad_request(format!(
+                    "Invalid JSON body: `{name}` must be a string or a number"
+                )))
+            }
+        };
+        values.insert(name, text);
+    }
+    Ok(values)
+}
+
+/// HTTP Basic credentials as sent: `(custid, apitoken)`.
+pub type Credentials = (String, String);
+
+pub const BASIC_AUTH: &str = "basicAuth";
+
+fn register_basic(registry: &mut Registry) {
+    registry.create_security_scheme(
+        BASIC_AUTH,
+        MetaSecurityScheme {
+            ty: "http",
+            description: Some("`custid:apitoken`"),
+            name: None,
+            key_in: None,
+            scheme: Some("basic"),
+            bearer_format: None,
+            flows: None,
+            openid_connect_url: None,
+        },
+    );
+}
+
+/// `None` without an Authorization header; an error for one that is not valid Basic
+/// (present but wrong credentials are never treated as anonymous).
+fn credentials(request: &Request) -> Result<Option<Credentials>, JsonError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let parsed = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
+        })
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            let (user, token) = pair.split_once(':')?;
+            Some((user.to_owned(), token.to_owned()))
+        });
+    parsed.map(Some).ok_or_else(JsonError::unauthorized)
+}
+
+macro_rules! auth_extractor {
+    ($(#[$doc:meta])* $name:ident($inner:ty), fallback = $fallback:expr, $convert:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub $inner);
+
+        impl<'a> ApiExtractor<'a> for $name {
+            const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+            type ParamType = ();
+            type ParamRawType = ();
+
+            fn register(registry: &mut Registry) {
+                register_basic(registry);
+            }
+
+            fn security_schemes() -> Vec<&'static str> {
+                vec![BASIC_AUTH]
+            }
+
+            fn has_security_fallback() -> bool {
+                $fallback
+            }
+
+            async fn from_request(
+                request: &'a Request,
+                _body: &mut RequestBody,
+                _: ExtractParamOptions<Self::ParamType>,
+            ) -> poem::Result<Self> {
+                let convert: fn(Option<Credentials>) -> Result<$inner, JsonError> = $convert;
+                Ok(Self(convert(credentials(request)?)?))
+            }
+        }
+    };
+}
+
+auth_extractor!(
+    /// Credentials when given; anonymous otherwise.
+    OptionalAuth(Option<Credentials>),
+    fallback = true,
+    Ok
+);
+
+auth_extractor!(
+    /// Credentials that must be given.
+    RequiredAuth(Credentials),
+    fallback = false,
+    |c| c.ok_or_else(JsonError::unauthorized)
+);

@@ -1,0 +1,254 @@
+//! `ots`: the composition root. Reads configuration, chooses adapters, wires them to the
+//! domain, and serves. The only crate that knows every other.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tracing::{info, warn};
+
+use ots_domain::{
+    Cipher, Clock, CustomerRepository, Mailer, Plan, Policy, Rng, SecretRepository, SystemClock,
+    SystemRng,
+};
+use ots_http::{AppService, HttpConfig};
+
+mod master_secret;
+mod store;
+
+#[derive(Parser, Debug)]
+#[command(name = "ots", version, about = "One-time secrets, OneTimeSecret API v1 compatible")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API, its spec and its docs.
+    Serve(Box<ServeArgs>),
+    /// Print the OpenAPI spec (JSON), or write openapi.json and openapi.yaml into a folder.
+    Openapi {
+        /// Folder to write openapi.json and openapi.yaml into.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct StoreArgs {
+    /// Where secrets live: `memory://` (lost on restart).
+    #[arg(long, env = "OTS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Folder for the generated master secret (and the embedded database).
+    #[arg(long, env = "OTS_DATA_DIR", default_value = "./ots-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "OTS_LISTEN", default_value = "127.0.0.1:7143")]
+    listen: String,
+    /// Base URL of links (mail, pages), e.g. https://secrets.example.com.
+    #[arg(long, env = "OTS_PUBLIC_URL", default_value = "http://127.0.0.1:7143")]
+    public_url: String,
+    /// bcrypt cost of passphrase hashes (4–31).
+    #[arg(long, env = "OTS_BCRYPT_COST", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+    bcrypt_cost: u32,
+    /// ttl of secrets whose request names none, in seconds.
+    #[arg(long, env = "OTS_DEFAULT_TTL", default_value_t = 7 * 24 * 3600)]
+    default_ttl: i64,
+    /// Failed passphrase tries after which a secret is burned.
+    #[arg(long, env = "OTS_MAX_PASSPHRASE_TRIES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    max_passphrase_tries: u32,
+    /// Largest secret of anonymous requests, in bytes.
+    #[arg(long, env = "OTS_ANONYMOUS_MAX_SECRET_BYTES", default_value_t = 1024)]
+    anonymous_max_secret_bytes: usize,
+    /// Longest ttl of anonymous requests, in seconds.
+    #[arg(long, env = "OTS_ANONYMOUS_MAX_TTL", default_value_t = 7 * 24 * 3600)]
+    anonymous_max_ttl: i64,
+    /// Largest secret of customers on the basic plan, in bytes.
+    #[arg(long, env = "OTS_BASIC_MAX_SECRET_BYTES", default_value_t = 10 * 1024)]
+    basic_max_secret_bytes: usize,
+    /// Longest ttl of customers on the basic plan, in seconds.
+    #[arg(long, env = "OTS_BASIC_MAX_TTL", default_value_t = 30 * 24 * 3600)]
+    basic_max_ttl: i64,
+    /// Whether sending the link by mail (`recipient`) needs an account.
+    #[arg(long, env = "OTS_REQUIRE_ACCOUNT_FOR_EMAIL", default_value_t = false)]
+    require_account_for_email: bool,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "OTS_BODY_LIMIT", default_value_t = 1 << 20)]
+    body_limit: usize,
+    /// Seconds between sweeps of expired secrets.
+    #[arg(long, env = "OTS_SWEEP_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    sweep_interval: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "OTS_SHUTDOWN_GRACE", default_value_t = 10)]
+    shutdown_grace: u64,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `ots=debug`.
+    #[arg(long, env = "OTS_LOG", default_value = "info")]
+    log: String,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "OTS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+impl ServeArgs {
+    fn policy(&self) -> Result<Policy> {
+        for (name, v) in [
+            ("default ttl", self.default_ttl),
+            ("anonymous max ttl", self.anonymous_max_ttl),
+            ("basic max ttl", self.basic_max_ttl),
+        ] {
+            if v < 60 {
+                bail!("the {name} must be at least 60 seconds, got {v}");
+            }
+        }
+        Ok(Policy {
+            default_ttl: self.default_ttl,
+            max_passphrase_tries: self.max_passphrase_tries,
+            bcrypt_cost: self.bcrypt_cost,
+            anonymous_plan: Plan {
+                name: "anonymous".into(),
+                max_secret_bytes: self.anonymous_max_secret_bytes,
+                max_ttl: self.anonymous_max_ttl,
+            },
+            plans: vec![Plan {
+                name: "basic".into(),
+                max_secret_bytes: self.basic_max_secret_bytes,
+                max_ttl: self.basic_max_ttl,
+            }],
+            require_account_for_email: self.require_account_for_email,
+            ..Policy::default()
+        })
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(*args).await,
+            Command::Openapi { write } => openapi(write.as_deref()),
+        }
+    })
+}
+
+fn init_logging(filter: &str, format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter {filter:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn build_service(
+    secrets: Arc<dyn SecretRepository>,
+    customers: Arc<dyn CustomerRepository>,
+    mailer: Arc<dyn Mailer>,
+    cipher: Cipher,
+    policy: Policy,
+) -> Arc<AppService> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
+    Arc::new(AppService::new(secrets, customers, mailer, clock, rng, cipher, policy))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log, &args.log_format)?;
+    let policy = args.policy()?;
+    let master = master_secret::load(std::env::var("OTS_SECRET").ok(), &args.store.data_dir)?;
+    let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
+    let stores = store::open(&args.store).await?;
+    let mailer: Arc<dyn Mailer> = Arc::new(ots_mail::LogMailer);
+    let svc = build_service(stores.secrets, stores.customers, mailer, cipher, policy);
+
+    let sweeper = tokio::spawn(sweep_forever(svc.clone(), Duration::from_secs(args.sweep_interval)));
+    let app = ots_http::app(svc, &HttpConfig { body_limit: args.body_limit });
+    let listener = poem::listener::TcpListener::bind(args.listen.clone());
+    let acceptor = poem::listener::Listener::into_acceptor(listener)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = poem::listener::Acceptor::local_addr(&acceptor)
+        .first()
+        .and_then(|a| a.as_socket_addr().copied());
+    info!(listen = ?local, store = %stores.description, public_url = %args.public_url, "ots is serving");
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(args.shutdown_grace)))
+        .await
+        .context("serving")?;
+    sweeper.abort();
+    info!("ots stopped");
+    Ok(())
+}
+
+async fn sweep_forever(svc: Arc<AppService>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        match svc.sweep_expired(1000).await {
+            Ok(0) => {}
+            Ok(n) => info!(rows = n, "swept expired secrets and metadata"),
+            Err(err) => warn!(error = %err, "sweep failed; will retry"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(err) => {
+                warn!(error = %err, "cannot listen for SIGTERM");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutting down: finishing in-flight requests");
+}
+
+fn openapi(write: Option<&Path>) -> Result<()> {
+    // The spec does not depend on the store or keys; an in-memory service describes it.
+    let store = Arc::new(ots_store_memory::MemoryStore::new());
+    let svc = || {
+        build_service(
+            store.clone(),
+            store.clone(),
+            Arc::new(ots_mail::LogMailer),
+            Cipher::new(&[0; 32]).expect("32 bytes"),
+            Policy::default(),
+        )
+    };
+    match write {
+        None => print!("{}", ots_http::spec_json(svc())),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(dir.join("openapi.json"), ots_http::spec_json(svc()))?;
+            std::fs::write(dir.join("openapi.yaml"), ots_http::spec_yaml(svc()))?;
+            eprintln!("wrote {}/openapi.json and openapi.yaml", dir.display());
+        }
+    }
+    Ok(())
+}
