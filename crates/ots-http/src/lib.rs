@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 
 use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretRepository, Service};
@@ -76,4 +76,53 @@ pub fn app(svc: Arc<AppService>, config: &HttpConfig) -> impl Endpoint {
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(BodyLimit(config.body_limit))
         .catch_all_error(error::json_errors)
+        .around(log_request)
+}
+
+/// One log line per request: method, path with keys redacted, status, latency. Keys are
+/// capabilities and never reach the logs; query strings (which may carry secrets) are dropped.
+async fn log_request<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Result<poem::Response> {
+    let method = req.method().clone();
+    let path = redact_path(req.uri().path());
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("request", %method, %path);
+    let result = tracing::Instrument::instrument(ep.call(req), span.clone()).await;
+    let response = match result {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    span.in_scope(|| tracing::info!(status, micros, "request"));
+    Ok(response)
+}
+
+/// Replaces every path segment that looks like a key (31 base-36 characters) with `:key`.
+pub fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.len() >= 20 && segment.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                ":key"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_are_redacted_from_logged_paths() {
+        assert_eq!(
+            super::redact_path("/api/v1/secret/153l8vbwqx5taskp92pf05uvgjefvu9"),
+            "/api/v1/secret/:key"
+        );
+        assert_eq!(
+            super::redact_path("/api/v1/private/qjpjroeit8wra0ojeyhcw5pjsgwtuq7/burn"),
+            "/api/v1/private/:key/burn"
+        );
+        assert_eq!(super::redact_path("/api/v1/share"), "/api/v1/share");
+    }
 }
