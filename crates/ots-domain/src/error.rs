@@ -44,8 +44,12 @@ pub enum OtsError {
     /// Opaque to clients; the cause goes to the logs.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A duplicate (customer, token).
     #[error("{0}")]
     Conflict(String),
+    /// An invalid admin input, said in full.
+    #[error("{0}")]
+    Invalid(String),
     #[error("Unknown customer")]
     UnknownCustomer,
 }

@@ -3,12 +3,14 @@
 //!
 //! Nothing here knows about HTTP, SQL or SMTP: adapters depend on this crate, never the reverse.
 
+pub mod accounts;
 pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod ports;
 pub mod service;
 
+pub use accounts::Accounts;
 pub use crypto::Cipher;
 pub use error::{OtsError, StoreError};
 pub use model::*;

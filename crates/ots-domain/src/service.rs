@@ -434,48 +434,6 @@ where
         }
     }
 
-    /// Creates a customer on `plan` (or the default plan).
-    pub async fn add_customer(
-        &self,
-        custid: &str,
-        email: Option<Email>,
-        plan: Option<&str>,
-    ) -> Result<Customer, OtsError> {
-        let custid = CustId::parse(custid).ok_or_else(|| {
-            OtsError::Conflict(format!("invalid custid {custid:?}: use 1-64 letters, digits or ._@+- (not `anon`)"))
-        })?;
-        let plan = plan.unwrap_or(&self.policy.default_plan);
-        if !self.policy.plans.iter().any(|p| p.name == plan) {
-            return Err(OtsError::Conflict(format!("unknown plan {plan:?}")));
-        }
-        let customer = Customer {
-            custid,
-            email: email.map(|e| e.as_str().to_owned()),
-            plan: plan.to_owned(),
-            created: self.clock.now(),
-        };
-        self.customers.add_customer(&customer).await?;
-        Ok(customer)
-    }
-
-    /// Issues a new API token for a customer. The token is returned once and stored only as
-    /// a hash.
-    pub async fn issue_token(&self, custid: &str) -> Result<String, OtsError> {
-        let custid = CustId::parse(custid).ok_or(OtsError::UnknownCustomer)?;
-        if self.customers.find_customer(&custid).await?.is_none() {
-            return Err(OtsError::UnknownCustomer);
-        }
-        // 40 base-36 characters: 206 bits.
-        let token = self.random_string(40, KEY_ALPHABET)?;
-        let stored = StoredToken {
-            prefix: token[..8].to_owned(),
-            hash: crypto::hash_token(&token),
-            created: self.clock.now(),
-        };
-        self.customers.add_token(&custid, &stored).await?;
-        Ok(token)
-    }
-
     fn random_string(&self, len: usize, alphabet: &[u8]) -> Result<String, OtsError> {
         random_string(&self.rng, len, alphabet).map_err(OtsError::Internal)
     }

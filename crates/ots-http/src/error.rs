@@ -98,6 +98,7 @@ impl From<OtsError> for ApiError {
             | OtsError::InvalidRecipient
             | OtsError::InvalidLimit { .. }
             | OtsError::Conflict(_)
+            | OtsError::Invalid(_)
             | OtsError::UnknownCustomer => Self::BadRequest(body(&err)),
             OtsError::Unauthorized | OtsError::AccountRequired => {
                 Self::Unauthorized(body(&err), WWW_AUTHENTICATE.to_owned())

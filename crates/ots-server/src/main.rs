@@ -15,6 +15,7 @@ use ots_domain::{
 };
 use ots_http::{AppService, HttpConfig};
 
+mod admin;
 mod master_secret;
 mod store;
 
@@ -30,6 +31,22 @@ enum Command {
     /// Serve the API, its spec and its docs.
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI spec (JSON), or write openapi.json and openapi.yaml into a folder.
+    /// Apply the database migrations and exit.
+    Migrate(StoreArgs),
+    /// Manage customer accounts (works while a server runs on the same store).
+    Customer {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        action: admin::CustomerAction,
+    },
+    /// Manage customers' API tokens.
+    Token {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        action: admin::TokenAction,
+    },
     Openapi {
         /// Folder to write openapi.json and openapi.yaml into.
         #[arg(long)]
@@ -39,18 +56,28 @@ enum Command {
 
 #[derive(Args, Debug, Clone)]
 struct StoreArgs {
-    /// Where secrets live: `memory://` (lost on restart).
+    /// Where secrets live: `sqlite://PATH`, `postgres://USER@HOST/DB` or `memory://` (lost on
+    /// restart). Default: SQLite in the data directory.
     #[arg(long, env = "OTS_DATABASE_URL")]
     database_url: Option<String>,
-    /// Folder for the generated master secret (and the embedded database).
+    /// Folder for the generated master secret and the embedded database.
     #[arg(long, env = "OTS_DATA_DIR", default_value = "./ots-data")]
     data_dir: PathBuf,
+    /// Postgres: most pooled connections per process.
+    #[arg(long, env = "OTS_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    db_max_connections: u32,
+    /// Postgres: milliseconds a request waits for a connection before answering 503.
+    #[arg(long, env = "OTS_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    db_acquire_timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
+    /// Do not apply migrations at start (run `ots migrate` separately).
+    #[arg(long, env = "OTS_NO_MIGRATE", default_value_t = false)]
+    no_migrate: bool,
     /// Address to listen on.
     #[arg(long, env = "OTS_LISTEN", default_value = "127.0.0.1:7143")]
     listen: String,
@@ -129,8 +156,18 @@ impl ServeArgs {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::from(admin::exit_code(&err))
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,6 +175,14 @@ fn main() -> Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
+            Command::Migrate(store) => {
+                init_logging("info", "text")?;
+                let stores = store::open(&store, true).await?;
+                info!(store = %stores.description, "migrations applied");
+                Ok(())
+            }
+            Command::Customer { store, action } => admin::customer(&store, action).await,
+            Command::Token { store, action } => admin::token(&store, action).await,
             Command::Openapi { write } => openapi(write.as_deref()),
         }
     })
@@ -172,7 +217,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let policy = args.policy()?;
     let master = master_secret::load(std::env::var("OTS_SECRET").ok(), &args.store.data_dir)?;
     let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
-    let stores = store::open(&args.store).await?;
+    let stores = store::open(&args.store, !args.no_migrate).await?;
     let mailer: Arc<dyn Mailer> = Arc::new(ots_mail::LogMailer);
     let svc = build_service(stores.secrets, stores.customers, mailer, cipher, policy);
 

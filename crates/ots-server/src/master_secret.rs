@@ -59,7 +59,7 @@ fn generate(data_dir: &Path, path: &Path) -> Result<String> {
     Ok(secret)
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+pub fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
 use ots_domain::{CustomerRepository, SecretRepository};
 
 use crate::StoreArgs;
@@ -14,18 +16,55 @@ pub struct Stores {
     pub description: String,
 }
 
-pub async fn open(args: &StoreArgs) -> Result<Stores> {
-    let url = args.database_url.as_deref().unwrap_or("memory://");
+/// The database URL in force: the configured one, or SQLite in the data directory.
+pub fn database_url(args: &StoreArgs) -> String {
+    match &args.database_url {
+        Some(url) if !url.is_empty() => url.clone(),
+        _ => format!("sqlite://{}", args.data_dir.join("ots.db").display()),
+    }
+}
+
+fn both<S: SecretRepository + CustomerRepository + 'static>(store: S, description: String) -> Stores {
+    let store = Arc::new(store);
+    Stores {
+        secrets: store.clone(),
+        customers: store,
+        description,
+    }
+}
+
+/// Opens the store the URL names (`migrate`: apply migrations first).
+pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
+    let url = database_url(args);
     match url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("memory") => {
-            let store = Arc::new(ots_store_memory::MemoryStore::new());
-            Ok(Stores {
-                secrets: store.clone(),
-                customers: store,
-                description: "memory (secrets are lost on restart)".into(),
-            })
+        Some("memory") => Ok(both(
+            ots_store_memory::MemoryStore::new(),
+            "memory (secrets are lost on restart)".into(),
+        )),
+        Some("sqlite") => {
+            if args.database_url.is_none() {
+                crate::master_secret::create_private_dir(&args.data_dir)?;
+            }
+            let store = ots_store_sqlite::SqliteStore::connect(&url)
+                .await
+                .with_context(|| format!("opening {url}"))?;
+            Ok(both(store, url))
         }
-        _ => bail!("unsupported database URL scheme in {:?}: use memory://", redact(url)),
+        Some("postgres" | "postgresql") => {
+            let settings = ots_store_postgres::PgSettings {
+                max_connections: args.db_max_connections,
+                acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
+                migrate,
+            };
+            let store = ots_store_postgres::PgStore::connect(&url, &settings)
+                .await
+                .with_context(|| format!("connecting to {}", redact(&url)))?;
+            Ok(both(store, redact(&url)))
+        }
+        _ => bail!(
+            "unsupported database URL {:?}: use memory://, sqlite://PATH or postgres://…",
+            redact(&url)
+        ),
     }
 }
 

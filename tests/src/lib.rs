@@ -1,0 +1,212 @@
+//! Helpers for end-to-end tests: build the real `ots` binary once, start servers on free
+//! loopback ports with their own data directories, run admin commands, and stop or kill them.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ots_domain::{random_string, SystemRng, KEY_ALPHABET};
+
+pub use ots_store_postgres::testing::{fresh_database, TestDatabase};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `ots` binary, built once per test run with the same cargo that runs the tests.
+pub fn ots_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "ots-server", "--bin", "ots"])
+            .current_dir(workspace())
+            .status()
+            .expect("run cargo build for the ots binary");
+        assert!(status.success(), "building the ots binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("target"));
+        let bin = target.join("debug").join("ots");
+        assert!(bin.exists(), "no binary at {}", bin.display());
+        bin
+    })
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        let name = random_string(&SystemRng::new(), 10, KEY_ALPHABET).expect("CSPRNG");
+        let dir = std::env::temp_dir().join(format!("ots-e2e-{label}-{name}"));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How a server (or admin command) is configured: environment variables for `ots`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub env: Vec<(String, String)>,
+}
+
+impl Config {
+    /// SQLite in `data_dir`, low bcrypt cost, a fixed master secret.
+    pub fn sqlite(data_dir: &Path) -> Self {
+        Self {
+            env: vec![
+                ("OTS_DATA_DIR".into(), data_dir.display().to_string()),
+                ("OTS_SECRET".into(), "e2e-master-secret-0123456789abcdef".into()),
+                ("OTS_BCRYPT_COST".into(), "4".into()),
+                ("OTS_LOG".into(), "info".into()),
+            ],
+        }
+    }
+
+    pub fn postgres(data_dir: &Path, url: &str) -> Self {
+        let mut config = Self::sqlite(data_dir);
+        config.set("OTS_DATABASE_URL", url);
+        config
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(ots_binary());
+        // Only what the test sets: no OTS_* leaking in from the caller's environment.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OTS_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs `ots ARGS…` to completion, feeding `stdin`; returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ots");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("wait for ots");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `ots serve`. Killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    config: Config,
+}
+
+impl Server {
+    /// Starts `ots serve` and waits until `/api/v1/status` answers.
+    pub async fn start(config: &Config) -> Self {
+        Self::start_on(config, free_port()).await
+    }
+
+    pub async fn start_on(config: &Config, port: u16) -> Self {
+        let log = std::env::temp_dir().join(format!("ots-e2e-{port}-{}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = config
+            .command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn ots serve");
+        let mut server = Self {
+            child,
+            port,
+            log,
+            config: config.clone(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("ots serve exited with {status}: {}", self.log_text());
+            }
+            if let Ok(resp) = client.get(self.url("/api/v1/status")).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "ots serve did not become ready: {}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts it again on the same port and configuration.
+    pub async fn restart_after_kill(mut self) -> Self {
+        self.kill();
+        let (config, port) = (self.config.clone(), self.port);
+        drop(self);
+        Self::start_on(&config, port).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

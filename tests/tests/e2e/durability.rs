@@ -1,0 +1,106 @@
+//! What was acknowledged survives a SIGKILL: SQLite (the default) and Postgres.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ots_tests::{fresh_database, Config, Server, TempDir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_restart_keeps_every_unread_secret_readable_once() {
+    let data = TempDir::new("restart-sqlite");
+    let server = Server::start(&Config::sqlite(&data.0)).await;
+    let client = reqwest::Client::new();
+    let mut shared = Vec::new();
+    for i in 0..20 {
+        let passphrase = if i % 2 == 0 { "pp" } else { "" };
+        let (status, body) = crate::post_form(&client, &server.url("/api/v1/share"), &[("secret", &format!("v{i}")), ("passphrase", passphrase)]).await;
+        assert_eq!(status, 200);
+        shared.push((body["secret_key"].as_str().unwrap().to_owned(), format!("v{i}"), passphrase));
+    }
+    let server = server.restart_after_kill().await;
+    for (key, value, passphrase) in &shared {
+        let url = server.url(&format!("/api/v1/secret/{key}"));
+        let (status, body) = crate::post_form(&client, &url, &[("passphrase", passphrase)]).await;
+        assert_eq!((status, body["value"].as_str()), (200, Some(value.as_str())), "{body}");
+        let (status, _) = crate::post_form(&client, &url, &[("passphrase", passphrase)]).await;
+        assert_eq!(status, 404);
+    }
+}
+
+#[derive(Default)]
+struct Ledger {
+    /// Acknowledged shares not yet revealed: key → value.
+    unread: HashMap<String, String>,
+    /// Reveals whose answer never came: their secret may or may not be gone.
+    uncertain: Vec<String>,
+    acknowledged: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
+    let Some(db) = fresh_database().await else { return };
+    let data = TempDir::new("kill-pg");
+    let server = Server::start(&Config::postgres(&data.0, &db.url)).await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1024);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    // Four clients share and reveal in a stream until the server dies under them.
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (ledger, tx, base, stop) = (ledger.clone(), tx.clone(), server.url(""), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..10_000 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let value = format!("w{w}-{i}");
+                let Ok(resp) = client.post(format!("{base}/api/v1/share")).form(&[("secret", &value)]).send().await else { return };
+                let Ok(body) = resp.json::<serde_json::Value>().await else { return };
+                let key = body["secret_key"].as_str().expect("share answered").to_owned();
+                {
+                    let mut l = ledger.lock().unwrap();
+                    l.unread.insert(key.clone(), value);
+                    l.acknowledged += 1;
+                }
+                let _ = tx.send(()).await;
+                if i % 3 == 0 {
+                    // Reveal what was just shared; if no answer comes, the outcome is unknown.
+                    ledger.lock().unwrap().uncertain.push(key.clone());
+                    let Ok(resp) = client.post(format!("{base}/api/v1/secret/{key}")).send().await else { return };
+                    let Ok(body) = resp.json::<serde_json::Value>().await else { return };
+                    let mut l = ledger.lock().unwrap();
+                    l.uncertain.retain(|k| k != &key);
+                    assert!(body["value"].is_string(), "a fresh secret reveals: {body}");
+                    l.unread.remove(&key);
+                }
+            }
+        }));
+    }
+    drop(tx);
+    for _ in 0..150 {
+        rx.recv().await.expect("the stream is running");
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let server = server.restart_after_kill().await;
+    for worker in workers {
+        worker.await.expect("worker ended without panicking");
+    }
+
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    assert!(ledger.acknowledged >= 150);
+    let client = reqwest::Client::new();
+    for (key, value) in &ledger.unread {
+        if ledger.uncertain.contains(key) {
+            continue;
+        }
+        let url = server.url(&format!("/api/v1/secret/{key}"));
+        let (status, body) = crate::post_form(&client, &url, &[]).await;
+        assert_eq!((status, body["value"].as_str()), (200, Some(value.as_str())), "acknowledged share {key} lost: {body}");
+        let (status, _) = crate::post_form(&client, &url, &[]).await;
+        assert_eq!(status, 404, "revealed twice");
+    }
+    drop(server);
+    db.drop_database().await;
+}

@@ -1,0 +1,64 @@
+//! Reveal exactly once through the real binary: 256 concurrent reveals of one secret, on one
+//! SQLite server and split across two server processes sharing one Postgres database.
+
+use ots_tests::{fresh_database, Config, Server, TempDir};
+
+/// Fires 256 concurrent reveals of `key`, alternating between `urls`; returns the values got.
+async fn reveal_256(urls: &[String], key: &str) -> Vec<String> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let tasks: Vec<_> = (0..256)
+        .map(|i| {
+            let url = format!("{}/api/v1/secret/{key}", urls[i % urls.len()]);
+            let client = client.clone();
+            tokio::spawn(async move {
+                let resp = client.post(url).send().await.expect("request");
+                let status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await.expect("JSON");
+                (status, body)
+            })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            200 => values.push(body["value"].as_str().unwrap().to_owned()),
+            404 => assert_eq!(body["message"], "Unknown secret"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    values
+}
+
+async fn share(url: &str, value: &str) -> String {
+    let (status, body) = crate::post_form(&reqwest::Client::new(), &format!("{url}/api/v1/share"), &[("secret", value)]).await;
+    assert_eq!(status, 200, "{body}");
+    body["secret_key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_server_reveals_once_under_256_concurrent_requests() {
+    let data = TempDir::new("once-sqlite");
+    let server = Server::start(&Config::sqlite(&data.0)).await;
+    let urls = vec![server.url("")];
+    for round in 0..3 {
+        let key = share(&urls[0], &format!("value {round}")).await;
+        assert_eq!(reveal_256(&urls, &key).await, vec![format!("value {round}")], "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_postgres_reveal_once() {
+    let Some(db) = fresh_database().await else { return };
+    let (a_dir, b_dir) = (TempDir::new("once-pg-a"), TempDir::new("once-pg-b"));
+    let a = Server::start(&Config::postgres(&a_dir.0, &db.url)).await;
+    let b = Server::start(&Config::postgres(&b_dir.0, &db.url)).await;
+    let urls = vec![a.url(""), b.url("")];
+    for round in 0..5 {
+        // Shared on one process, revealed through both.
+        let key = share(&urls[round % 2], &format!("pg value {round}")).await;
+        assert_eq!(reveal_256(&urls, &key).await, vec![format!("pg value {round}")], "round {round}");
+    }
+    drop((a, b));
+    db.drop_database().await;
+}
