@@ -67,7 +67,10 @@ impl Config {
         Self {
             env: vec![
                 ("OTS_DATA_DIR".into(), data_dir.display().to_string()),
-                ("OTS_SECRET".into(), "e2e-master-secret-0123456789abcdef".into()),
+                (
+                    "OTS_SECRET".into(),
+                    "e2e-master-secret-0123456789abcdef".into(),
+                ),
                 ("OTS_BCRYPT_COST".into(), "4".into()),
                 ("OTS_LOG".into(), "info".into()),
             ],
@@ -176,7 +179,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "ots serve did not become ready: {}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "ots serve did not become ready: {}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

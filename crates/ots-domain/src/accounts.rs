@@ -113,7 +113,10 @@ where
     /// then the account and its tokens. Returns how many secrets went.
     pub async fn remove_customer(&self, custid: &str) -> Result<u64, OtsError> {
         let custid = self.existing(custid).await?;
-        let purged = self.secrets.purge_customer(&custid, self.clock.now()).await?;
+        let purged = self
+            .secrets
+            .purge_customer(&custid, self.clock.now())
+            .await?;
         self.customers.remove_customer(&custid).await?;
         Ok(purged)
     }

@@ -37,13 +37,20 @@ impl Cipher {
 
     /// The per-secret key: HKDF-SHA256 with the secret's random salt over the master secret
     /// and the passphrase's digest, bound to the secret key.
-    fn key(&self, salt: &[u8; 16], secret_key: &SecretKey, passphrase: Option<&Passphrase>) -> aead::LessSafeKey {
+    fn key(
+        &self,
+        salt: &[u8; 16],
+        secret_key: &SecretKey,
+        passphrase: Option<&Passphrase>,
+    ) -> aead::LessSafeKey {
         let mut ikm = Zeroizing::new(Vec::with_capacity(self.master.len() + 33));
         ikm.extend_from_slice(&self.master);
         match passphrase {
             Some(p) => {
                 ikm.push(1);
-                ikm.extend_from_slice(digest::digest(&digest::SHA256, p.expose().as_bytes()).as_ref());
+                ikm.extend_from_slice(
+                    digest::digest(&digest::SHA256, p.expose().as_bytes()).as_ref(),
+                );
             }
             None => ikm.push(0),
         }
@@ -112,7 +119,11 @@ impl Cipher {
 /// bcrypt reads at most 72 bytes; a SHA-256 pre-hash (hex, 64 bytes) makes every byte of a
 /// passphrase of any length count.
 fn prehash(passphrase: &Passphrase) -> Zeroizing<String> {
-    Zeroizing::new(hex(digest::digest(&digest::SHA256, passphrase.expose().as_bytes()).as_ref()))
+    Zeroizing::new(hex(digest::digest(
+        &digest::SHA256,
+        passphrase.expose().as_bytes(),
+    )
+    .as_ref()))
 }
 
 /// Hashes a passphrase with bcrypt. Slow on purpose: call it off the async workers.
@@ -127,7 +138,9 @@ pub fn verify_passphrase(passphrase: &Passphrase, hash: &str) -> bool {
 
 /// API tokens carry ≥160 random bits, so one SHA-256 is an adequate stored hash.
 pub fn hash_token(token: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, token.as_bytes()).as_ref().to_vec()
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// Compares two byte strings in time independent of where they differ.
@@ -174,7 +187,10 @@ mod tests {
         let open = |c: &Cipher, p: Option<&Passphrase>, mk: &MetadataKey, salt: &[u8; 16]| {
             c.open(&sealed.ciphertext, &sk, mk, p, salt, &nonce)
         };
-        assert_eq!(open(&cipher, Some(&pass), &mk, &salt).unwrap().expose(), "hunter2 ✓");
+        assert_eq!(
+            open(&cipher, Some(&pass), &mk, &salt).unwrap().expose(),
+            "hunter2 ✓"
+        );
         let wrong = Passphrase::parse("correct horsE").unwrap();
         assert!(open(&cipher, Some(&wrong), &mk, &salt).is_none());
         assert!(open(&cipher, None, &mk, &salt).is_none());

@@ -12,8 +12,7 @@ pub const KEY_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// Length of a value made by `generate`.
 pub const GENERATED_LEN: usize = 12;
 /// Letters and digits without look-alikes: no 0/O, no 1/l/I.
-pub const GENERATED_ALPHABET: &[u8] =
-    b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+pub const GENERATED_ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
 /// Unix seconds, UTC.
 pub type UnixTime = i64;

@@ -50,8 +50,7 @@ pub trait SecretRepository: Send + Sync {
     /// Burns an unread secret: if the secret is still `new` and unexpired at `now`, deletes
     /// its ciphertext and marks the metadata `burned` atomically, returning the updated
     /// metadata. `None` when there is nothing to burn.
-    async fn burn(&self, key: &MetadataKey, now: UnixTime)
-        -> Result<Option<Metadata>, StoreError>;
+    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError>;
 
     /// The customer's metadata still alive at `now`, newest first, at most `limit`.
     async fn recent(
@@ -184,11 +183,7 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     ) -> Result<Option<Metadata>, StoreError> {
         (**self).find_metadata(key, now).await
     }
-    async fn burn(
-        &self,
-        key: &MetadataKey,
-        now: UnixTime,
-    ) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         (**self).burn(key, now).await
     }
     async fn recent(

@@ -144,7 +144,10 @@ where
 
     /// `None`: the anonymous customer. Credentials that are present but wrong are always
     /// `Unauthorized`, never a fall-back to anonymous.
-    pub async fn authenticate(&self, credentials: Option<(&str, &str)>) -> Result<Caller, OtsError> {
+    pub async fn authenticate(
+        &self,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Caller, OtsError> {
         let Some((custid, token)) = credentials else {
             return Ok(Caller {
                 custid: CustId::anonymous(),
@@ -158,9 +161,9 @@ where
         };
         let tokens = self.customers.tokens(&custid).await?;
         // Check every token so the time taken does not say which one matched.
-        let matched = tokens
-            .iter()
-            .fold(false, |acc, t| crypto::constant_time_eq(&t.hash, &hash) | acc);
+        let matched = tokens.iter().fold(false, |acc, t| {
+            crypto::constant_time_eq(&t.hash, &hash) | acc
+        });
         if !matched {
             return Err(OtsError::Unauthorized);
         }
@@ -226,7 +229,11 @@ where
         let passphrase_hash = match &input.passphrase {
             Some(p) => {
                 let (p, cost) = (p.clone(), self.policy.bcrypt_cost);
-                Some(blocking(move || crypto::hash_passphrase(&p, cost)).await?.map_err(OtsError::Internal)?)
+                Some(
+                    blocking(move || crypto::hash_passphrase(&p, cost))
+                        .await?
+                        .map_err(OtsError::Internal)?,
+                )
             }
             None => None,
         };
@@ -440,7 +447,11 @@ where
 }
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).
-pub fn random_string<R: Rng + ?Sized>(rng: &R, len: usize, alphabet: &[u8]) -> Result<String, String> {
+pub fn random_string<R: Rng + ?Sized>(
+    rng: &R,
+    len: usize,
+    alphabet: &[u8],
+) -> Result<String, String> {
     let n = alphabet.len();
     let limit = 256 - 256 % n;
     let mut out = String::with_capacity(len);

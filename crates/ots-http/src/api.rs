@@ -6,7 +6,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use ots_domain::{Caller, Email, MetadataState, MetadataView, Passphrase, SecretValue, ShareInput, Ttl};
+use ots_domain::{
+    Caller, Email, MetadataState, MetadataView, Passphrase, SecretValue, ShareInput, Ttl,
+};
 
 use crate::error::ApiError;
 use crate::params::{BodyParams, OptionalAuth, RequiredAuth};
@@ -155,7 +157,11 @@ pub struct Api {
 }
 
 /// A body value wins over the query string's.
-fn pick<'a, T>(body: &'a BodyParams<T>, query: &'a Query<Option<String>>, name: &str) -> Option<&'a str> {
+fn pick<'a, T>(
+    body: &'a BodyParams<T>,
+    query: &'a Query<Option<String>>,
+    name: &str,
+) -> Option<&'a str> {
     body.get(name).or(query.0.as_deref())
 }
 
@@ -305,7 +311,11 @@ impl Api {
     ///
     /// Destroys a secret that has not been read; answers its metadata, `burned`. 404 when the
     /// secret is no longer `new`.
-    #[oai(path = "/private/:metadata_key/burn", method = "post", operation_id = "burn")]
+    #[oai(
+        path = "/private/:metadata_key/burn",
+        method = "post",
+        operation_id = "burn"
+    )]
     async fn burn(
         &self,
         auth: OptionalAuth,

@@ -46,10 +46,7 @@ pub enum ApiError {
     BadRequest(Json<ErrorBody>),
     /// Credentials are missing where required, or wrong.
     #[oai(status = 401)]
-    Unauthorized(
-        Json<ErrorBody>,
-        #[oai(header = "WWW-Authenticate")] String,
-    ),
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
     /// Wrong (or missing) passphrase; the secret is still there unless `tries_left` is 0.
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),

@@ -10,9 +10,7 @@ use base64::Engine;
 use poem::http::{header, StatusCode};
 use poem::web::Multipart;
 use poem::{Body, FromRequest, Request, RequestBody};
-use poem_openapi::registry::{
-    MetaMediaType, MetaRequest, MetaSecurityScheme, Registry,
-};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
@@ -138,7 +136,11 @@ async fn parse_multipart(
         .await
         .map_err(invalid)?;
     let mut values = HashMap::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| invalid(e.into()))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| invalid(e.into()))?
+    {
         let Some(name) = field.name().map(str::to_owned) else {
             continue;
         };
@@ -152,7 +154,9 @@ fn parse_json(bytes: &[u8]) -> Result<HashMap<String, String>, JsonError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| JsonError::bad_request(format!("Invalid JSON body: {e}")))?;
     let serde_json::Value::Object(map) = value else {
-        return Err(JsonError::bad_request("Invalid JSON body: expected an object"));
+        return Err(JsonError::bad_request(
+            "Invalid JSON body: expected an object",
+        ));
     };
     let mut values = HashMap::new();
     for (name, value) in map {

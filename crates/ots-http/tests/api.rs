@@ -9,11 +9,11 @@ use poem::{Endpoint, EndpointExt};
 use serde_json::{json, Value};
 
 use ots_domain::{
-    crypto::{self, Cipher}, Clock, CustId, Customer, CustomerRepository, Policy, StoredToken,
-    SystemRng, UnixTime,
+    crypto::{self, Cipher},
+    Clock, CustId, Customer, CustomerRepository, Policy, StoredToken, SystemRng, UnixTime,
 };
-use ots_mail::LogMailer;
 use ots_http::{app, spec_json, spec_yaml, AppService, HttpConfig};
+use ots_mail::LogMailer;
 use ots_store_memory::MemoryStore;
 
 const T0: UnixTime = 1_700_000_000;
@@ -48,11 +48,23 @@ async fn harness_with(policy: Policy, config: HttpConfig) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let custid = CustId::parse("USERNAME").unwrap();
     store
-        .add_customer(&Customer { custid: custid.clone(), email: None, plan: "basic".into(), created: T0 })
+        .add_customer(&Customer {
+            custid: custid.clone(),
+            email: None,
+            plan: "basic".into(),
+            created: T0,
+        })
         .await
         .unwrap();
     store
-        .add_token(&custid, &StoredToken { prefix: "APITOKEN".into(), hash: crypto::hash_token("APITOKEN"), created: T0 })
+        .add_token(
+            &custid,
+            &StoredToken {
+                prefix: "APITOKEN".into(),
+                hash: crypto::hash_token("APITOKEN"),
+                created: T0,
+            },
+        )
         .await
         .unwrap();
     let clock = Arc::new(FakeClock(AtomicI64::new(T0)));
@@ -64,16 +76,32 @@ async fn harness_with(policy: Policy, config: HttpConfig) -> Harness {
 }
 
 async fn harness() -> Harness {
-    harness_with(Policy { bcrypt_cost: 4, max_passphrase_tries: 3, ..Policy::default() }, HttpConfig::default()).await
+    harness_with(
+        Policy {
+            bcrypt_cost: 4,
+            max_passphrase_tries: 3,
+            ..Policy::default()
+        },
+        HttpConfig::default(),
+    )
+    .await
 }
 
-async fn send<E: Endpoint>(req: TestRequestBuilder<'_, E>) -> (StatusCode, poem::http::HeaderMap, Value) {
+async fn send<E: Endpoint>(
+    req: TestRequestBuilder<'_, E>,
+) -> (StatusCode, poem::http::HeaderMap, Value) {
     let resp = req.send().await.0;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().into_string().await.unwrap();
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(content_type.starts_with("application/json"), "{status}: every response is JSON, got {content_type:?}: {body}");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{status}: every response is JSON, got {content_type:?}: {body}"
+    );
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     (status, headers, value)
 }
@@ -86,7 +114,8 @@ impl Harness {
     }
 
     async fn reveal(&self, key: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
-        let (status, _, body) = send(self.cli.post(format!("/api/v1/secret/{key}")).form(&form)).await;
+        let (status, _, body) =
+            send(self.cli.post(format!("/api/v1/secret/{key}")).form(&form)).await;
         (status, body)
     }
 
@@ -96,23 +125,47 @@ impl Harness {
 }
 
 fn is_key(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.len() == 31 && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))
+    v.as_str().is_some_and(|s| {
+        s.len() == 31
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    })
 }
 
 fn message(body: &Value) -> &str {
-    body["message"].as_str().unwrap_or_else(|| panic!("no message in {body}"))
+    body["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"))
 }
 
 #[tokio::test]
 async fn share_answers_the_metadata_object_with_exact_fields_and_types() {
     let h = harness().await;
-    let body = h.share(&[("secret", "hunter2"), ("ttl", "3600"), ("recipient", "jane.doe@example.com")]).await;
+    let body = h
+        .share(&[
+            ("secret", "hunter2"),
+            ("ttl", "3600"),
+            ("recipient", "jane.doe@example.com"),
+        ])
+        .await;
     let object = body.as_object().unwrap();
     let mut fields: Vec<&str> = object.keys().map(String::as_str).collect();
     fields.sort_unstable();
     assert_eq!(
         fields,
-        ["created", "custid", "metadata_key", "metadata_ttl", "passphrase_required", "recipient", "secret_key", "secret_ttl", "state", "ttl", "updated"]
+        [
+            "created",
+            "custid",
+            "metadata_key",
+            "metadata_ttl",
+            "passphrase_required",
+            "recipient",
+            "secret_key",
+            "secret_ttl",
+            "state",
+            "ttl",
+            "updated"
+        ]
     );
     assert_eq!(body["custid"], "anon");
     assert!(is_key(&body["metadata_key"]) && is_key(&body["secret_key"]));
@@ -134,38 +187,101 @@ async fn parameters_come_from_query_form_multipart_or_json_and_the_body_wins() {
     async fn reveal_value(h: &Harness, body: Value) -> (i64, String) {
         let key = body["secret_key"].as_str().unwrap().to_owned();
         let (_, secret) = h.reveal(&key, &[]).await;
-        (body["ttl"].as_i64().unwrap(), secret["value"].as_str().unwrap().to_owned())
+        (
+            body["ttl"].as_i64().unwrap(),
+            secret["value"].as_str().unwrap().to_owned(),
+        )
     }
 
-    let (_, _, body) = send(h.cli.post("/api/v1/share").query("secret", &"from-query").query("ttl", &"600")).await;
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .query("secret", &"from-query")
+            .query("ttl", &"600"),
+    )
+    .await;
     assert_eq!(reveal_value(&h, body).await, (600, "from-query".into()));
 
-    let (_, _, body) = send(h.cli.post("/api/v1/share").multipart(TestForm::new().text("secret", "from-multipart").text("ttl", "700"))).await;
+    let (_, _, body) = send(
+        h.cli.post("/api/v1/share").multipart(
+            TestForm::new()
+                .text("secret", "from-multipart")
+                .text("ttl", "700"),
+        ),
+    )
+    .await;
     assert_eq!(reveal_value(&h, body).await, (700, "from-multipart".into()));
 
-    let (_, _, body) = send(h.cli.post("/api/v1/share").body_json(&json!({"secret": "from-json", "ttl": 800}))).await;
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .body_json(&json!({"secret": "from-json", "ttl": 800})),
+    )
+    .await;
     assert_eq!(reveal_value(&h, body).await, (800, "from-json".into()));
 
-    let (_, _, body) = send(h.cli.post("/api/v1/share").query("secret", &"query").query("ttl", &"900").form(&[("secret", "body")])).await;
-    assert_eq!(reveal_value(&h, body).await, (900, "body".into()), "body wins, query fills in");
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .query("secret", &"query")
+            .query("ttl", &"900")
+            .form(&[("secret", "body")]),
+    )
+    .await;
+    assert_eq!(
+        reveal_value(&h, body).await,
+        (900, "body".into()),
+        "body wins, query fills in"
+    );
 
-    let (_, _, body) = send(h.cli.post("/api/v1/share").form(&[("secret", "x"), ("unknown", "ignored")])).await;
-    assert!(is_key(&body["secret_key"]), "unknown parameters are ignored");
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .form(&[("secret", "x"), ("unknown", "ignored")]),
+    )
+    .await;
+    assert!(
+        is_key(&body["secret_key"]),
+        "unknown parameters are ignored"
+    );
 }
 
 #[tokio::test]
 async fn ttl_is_defaulted_raised_and_clamped_to_the_plan() {
     let h = harness().await;
     let ttl = |body: Value| body["ttl"].as_i64().unwrap();
-    assert_eq!(ttl(h.share(&[("secret", "a")]).await), 7 * 86400, "default 7 days");
-    assert_eq!(ttl(h.share(&[("secret", "a"), ("ttl", "5")]).await), 60, "raised to 60");
+    assert_eq!(
+        ttl(h.share(&[("secret", "a")]).await),
+        7 * 86400,
+        "default 7 days"
+    );
+    assert_eq!(
+        ttl(h.share(&[("secret", "a"), ("ttl", "5")]).await),
+        60,
+        "raised to 60"
+    );
     assert_eq!(ttl(h.share(&[("secret", "a"), ("ttl", "-100")]).await), 60);
-    assert_eq!(ttl(h.share(&[("secret", "a"), ("ttl", "99999999")]).await), 7 * 86400, "anonymous plan max");
-    let (_, _, body) = send(h.cli.post("/api/v1/share").header(header::AUTHORIZATION, AUTH).form(&[("secret", "a"), ("ttl", "99999999")])).await;
+    assert_eq!(
+        ttl(h.share(&[("secret", "a"), ("ttl", "99999999")]).await),
+        7 * 86400,
+        "anonymous plan max"
+    );
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .header(header::AUTHORIZATION, AUTH)
+            .form(&[("secret", "a"), ("ttl", "99999999")]),
+    )
+    .await;
     assert_eq!(body["ttl"], 30 * 86400, "basic plan max");
     assert_eq!(body["custid"], "USERNAME");
     for bad in ["1h", "3600.5", "abc"] {
-        let (status, _, body) = send(h.cli.post("/api/v1/share").form(&[("secret", "a"), ("ttl", bad)])).await;
+        let (status, _, body) = send(
+            h.cli
+                .post("/api/v1/share")
+                .form(&[("secret", "a"), ("ttl", bad)]),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "ttl={bad}");
         assert!(message(&body).contains("ttl"));
     }
@@ -180,11 +296,19 @@ async fn generate_makes_a_12_character_value_without_look_alikes() {
         assert_eq!(status, StatusCode::OK);
         let value = body["value"].as_str().unwrap().to_owned();
         assert_eq!(value.len(), 12);
-        assert!(value.chars().all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c)), "{value}");
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c)),
+            "{value}"
+        );
         assert!(seen.insert(value.clone()));
         let metadata_key = body["metadata_key"].as_str().unwrap();
         let (_, _, md) = send(h.cli.get(format!("/api/v1/private/{metadata_key}"))).await;
-        assert!(md.get("value").is_none(), "later views never show the value");
+        assert!(
+            md.get("value").is_none(),
+            "later views never show the value"
+        );
         let (status, secret) = h.reveal(body["secret_key"].as_str().unwrap(), &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(secret["value"], value.as_str());
@@ -198,10 +322,16 @@ async fn a_secret_is_revealed_once_by_get_or_post_then_unknown() {
     let key = body["secret_key"].as_str().unwrap();
     let (status, _, secret) = send(h.cli.get(format!("/api/v1/secret/{key}"))).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(secret, json!({"secret_key": key, "value": "line one\nline two ✓"}));
+    assert_eq!(
+        secret,
+        json!({"secret_key": key, "value": "line one\nline two ✓"})
+    );
     let (status, again) = h.reveal(key, &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(again, json!({"message": "Unknown secret", "secret_key": key}));
+    assert_eq!(
+        again,
+        json!({"message": "Unknown secret", "secret_key": key})
+    );
 
     let metadata_key = body["metadata_key"].as_str().unwrap();
     h.advance(5);
@@ -213,7 +343,11 @@ async fn a_secret_is_revealed_once_by_get_or_post_then_unknown() {
     assert_eq!(md["secret_ttl"], Value::Null);
     assert_eq!(md["metadata_ttl"], 2 * 7 * 86400 - 5);
 
-    for bad in ["nope", "153l8vbwqx5taskp92pf05uvgjefvu9", "153L8VBWQX5TASKP92PF05UVGJEFVU9"] {
+    for bad in [
+        "nope",
+        "153l8vbwqx5taskp92pf05uvgjefvu9",
+        "153L8VBWQX5TASKP92PF05UVGJEFVU9",
+    ] {
         let (status, body) = h.reveal(bad, &[]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
         assert_eq!(message(&body), "Unknown secret");
@@ -223,20 +357,28 @@ async fn a_secret_is_revealed_once_by_get_or_post_then_unknown() {
 #[tokio::test]
 async fn wrong_passphrase_is_403_and_keeps_the_secret_until_the_try_limit() {
     let h = harness().await;
-    let body = h.share(&[("secret", "s3cret"), ("passphrase", "open sesame")]).await;
+    let body = h
+        .share(&[("secret", "s3cret"), ("passphrase", "open sesame")])
+        .await;
     assert_eq!(body["passphrase_required"], true);
     let key = body["secret_key"].as_str().unwrap();
     let (status, err) = h.reveal(key, &[("passphrase", "wrong")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(err["tries_left"], 2);
     let (status, err) = h.reveal(key, &[]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a missing passphrase is a wrong one");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a missing passphrase is a wrong one"
+    );
     assert_eq!(err["tries_left"], 1);
     let (status, secret) = h.reveal(key, &[("passphrase", "open sesame")]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(secret["value"], "s3cret");
 
-    let body = h.share(&[("secret", "s3cret"), ("passphrase", "open sesame")]).await;
+    let body = h
+        .share(&[("secret", "s3cret"), ("passphrase", "open sesame")])
+        .await;
     let key = body["secret_key"].as_str().unwrap();
     for left in [2, 1, 0] {
         let (status, err) = h.reveal(key, &[("passphrase", "wrong")]).await;
@@ -245,7 +387,11 @@ async fn wrong_passphrase_is_403_and_keeps_the_secret_until_the_try_limit() {
     }
     let (status, _) = h.reveal(key, &[("passphrase", "open sesame")]).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the try limit burned it");
-    let (_, _, md) = send(h.cli.get(format!("/api/v1/private/{}", body["metadata_key"].as_str().unwrap()))).await;
+    let (_, _, md) = send(h.cli.get(format!(
+        "/api/v1/private/{}",
+        body["metadata_key"].as_str().unwrap()
+    )))
+    .await;
     assert_eq!(md["state"], "burned");
 }
 
@@ -253,7 +399,10 @@ async fn wrong_passphrase_is_403_and_keeps_the_secret_until_the_try_limit() {
 async fn burn_destroys_an_unread_secret_once() {
     let h = harness().await;
     let body = h.share(&[("secret", "burn me")]).await;
-    let (metadata_key, key) = (body["metadata_key"].as_str().unwrap(), body["secret_key"].as_str().unwrap());
+    let (metadata_key, key) = (
+        body["metadata_key"].as_str().unwrap(),
+        body["secret_key"].as_str().unwrap(),
+    );
     h.advance(3);
     let (status, _, md) = send(h.cli.post(format!("/api/v1/private/{metadata_key}/burn"))).await;
     assert_eq!(status, StatusCode::OK);
@@ -264,7 +413,10 @@ async fn burn_destroys_an_unread_secret_once() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, err) = send(h.cli.post(format!("/api/v1/private/{metadata_key}/burn"))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(err, json!({"message": "Unknown secret", "metadata_key": metadata_key}));
+    assert_eq!(
+        err,
+        json!({"message": "Unknown secret", "metadata_key": metadata_key})
+    );
 }
 
 #[tokio::test]
@@ -274,13 +426,25 @@ async fn expiry_is_enforced_at_read_time() {
     h.advance(60);
     let (status, _) = h.reveal(body["secret_key"].as_str().unwrap(), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, _, md) = send(h.cli.get(format!("/api/v1/private/{}", body["metadata_key"].as_str().unwrap()))).await;
+    let (_, _, md) = send(h.cli.get(format!(
+        "/api/v1/private/{}",
+        body["metadata_key"].as_str().unwrap()
+    )))
+    .await;
     assert_eq!(md["state"], "expired");
     assert_eq!(md["secret_key"], Value::Null);
     assert_eq!(md["metadata_ttl"], 60);
     h.advance(60);
-    let (status, _, _) = send(h.cli.get(format!("/api/v1/private/{}", body["metadata_key"].as_str().unwrap()))).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "metadata is gone at twice the ttl");
+    let (status, _, _) = send(h.cli.get(format!(
+        "/api/v1/private/{}",
+        body["metadata_key"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "metadata is gone at twice the ttl"
+    );
 }
 
 #[tokio::test]
@@ -289,16 +453,39 @@ async fn authenticated_routes_need_good_credentials() {
     for path in ["/api/v1/private/recent", "/api/v1/authcheck"] {
         let (status, headers, body) = send(h.cli.get(path)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
-        assert!(headers.get(header::WWW_AUTHENTICATE).unwrap().to_str().unwrap().starts_with("Basic"));
+        assert!(headers
+            .get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
         assert_eq!(message(&body), "Not authorized");
     }
-    let (status, _, body) = send(h.cli.get("/api/v1/authcheck").header(header::AUTHORIZATION, AUTH)).await;
+    let (status, _, body) = send(
+        h.cli
+            .get("/api/v1/authcheck")
+            .header(header::AUTHORIZATION, AUTH),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"custid": "USERNAME"}));
     // Present but wrong credentials are never a silent fall-back to anonymous.
-    for bad in ["Basic VVNFUk5BTUU6V1JPTkc=", "Basic !!!", "Bearer abc", "Basic Tk9CT0RZOkFQSVRPS0VO"] {
-        for (method, path) in [("post", "/api/v1/share?secret=x"), ("get", "/api/v1/status"), ("get", "/api/v1/authcheck")] {
-            let req = if method == "post" { h.cli.post(path) } else { h.cli.get(path) };
+    for bad in [
+        "Basic VVNFUk5BTUU6V1JPTkc=",
+        "Basic !!!",
+        "Bearer abc",
+        "Basic Tk9CT0RZOkFQSVRPS0VO",
+    ] {
+        for (method, path) in [
+            ("post", "/api/v1/share?secret=x"),
+            ("get", "/api/v1/status"),
+            ("get", "/api/v1/authcheck"),
+        ] {
+            let req = if method == "post" {
+                h.cli.post(path)
+            } else {
+                h.cli.get(path)
+            };
             let (status, headers, _) = send(req.header(header::AUTHORIZATION, bad)).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad} on {path}");
             assert!(headers.contains_key(header::WWW_AUTHENTICATE));
@@ -311,22 +498,48 @@ async fn recent_lists_the_callers_metadata_newest_first_without_secret_keys() {
     let h = harness().await;
     let mut keys = Vec::new();
     for i in 0..3 {
-        let (_, _, body) = send(h.cli.post("/api/v1/share").header(header::AUTHORIZATION, AUTH).form(&[("secret", format!("s{i}"))])).await;
+        let (_, _, body) = send(
+            h.cli
+                .post("/api/v1/share")
+                .header(header::AUTHORIZATION, AUTH)
+                .form(&[("secret", format!("s{i}"))]),
+        )
+        .await;
         keys.push(body["metadata_key"].as_str().unwrap().to_owned());
         h.advance(1);
     }
     h.share(&[("secret", "anonymous one")]).await;
-    let (status, _, body) = send(h.cli.get("/api/v1/private/recent").header(header::AUTHORIZATION, AUTH)).await;
+    let (status, _, body) = send(
+        h.cli
+            .get("/api/v1/private/recent")
+            .header(header::AUTHORIZATION, AUTH),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let items = body.as_array().unwrap();
-    let listed: Vec<&str> = items.iter().map(|m| m["metadata_key"].as_str().unwrap()).collect();
+    let listed: Vec<&str> = items
+        .iter()
+        .map(|m| m["metadata_key"].as_str().unwrap())
+        .collect();
     keys.reverse();
     assert_eq!(listed, keys);
-    assert!(items.iter().all(|m| m["secret_key"].is_null() && m["custid"] == "USERNAME"));
-    let (_, _, body) = send(h.cli.get("/api/v1/private/recent?limit=1").header(header::AUTHORIZATION, AUTH)).await;
+    assert!(items
+        .iter()
+        .all(|m| m["secret_key"].is_null() && m["custid"] == "USERNAME"));
+    let (_, _, body) = send(
+        h.cli
+            .get("/api/v1/private/recent?limit=1")
+            .header(header::AUTHORIZATION, AUTH),
+    )
+    .await;
     assert_eq!(body.as_array().unwrap().len(), 1);
     for bad in ["0", "101", "x"] {
-        let (status, _, _) = send(h.cli.get(format!("/api/v1/private/recent?limit={bad}")).header(header::AUTHORIZATION, AUTH)).await;
+        let (status, _, _) = send(
+            h.cli
+                .get(format!("/api/v1/private/recent?limit={bad}"))
+                .header(header::AUTHORIZATION, AUTH),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}");
     }
 }
@@ -341,29 +554,103 @@ async fn status_is_nominal() {
 
 #[tokio::test]
 async fn every_bad_input_is_a_json_error_with_the_right_status() {
-    let h = harness_with(Policy { bcrypt_cost: 4, ..Policy::default() }, HttpConfig { body_limit: 4096 }).await;
+    let h = harness_with(
+        Policy {
+            bcrypt_cost: 4,
+            ..Policy::default()
+        },
+        HttpConfig { body_limit: 4096 },
+    )
+    .await;
     let share = || h.cli.post("/api/v1/share");
     let cases: Vec<(TestRequestBuilder<'_, _>, StatusCode, &str)> = vec![
-        (share(), StatusCode::BAD_REQUEST, "You did not provide anything to share"),
-        (share().form(&[("secret", "")]), StatusCode::BAD_REQUEST, "You did not provide anything to share"),
-        (share().form(&[("secret", "x".repeat(1025))]), StatusCode::BAD_REQUEST, "1024"),
-        (share().form(&[("secret", "x"), ("recipient", "not-an-email")]), StatusCode::BAD_REQUEST, "recipient"),
-        (share().content_type("application/json").body("{\"secret\": "), StatusCode::BAD_REQUEST, "JSON"),
-        (share().content_type("application/json").body("[1,2]"), StatusCode::BAD_REQUEST, "object"),
-        (share().body_json(&json!({"secret": {"nested": 1}})), StatusCode::BAD_REQUEST, "secret"),
-        (share().content_type("multipart/form-data; boundary=xyz").body("garbage"), StatusCode::BAD_REQUEST, "multipart"),
-        (share().content_type("multipart/form-data").body("garbage"), StatusCode::BAD_REQUEST, "multipart"),
-        (share().content_type("text/plain").body("secret=x"), StatusCode::UNSUPPORTED_MEDIA_TYPE, "content type"),
-        (share().form(&[("secret", "x".repeat(5000))]), StatusCode::PAYLOAD_TOO_LARGE, "4096"),
-        (h.cli.get("/api/v1/share"), StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
-        (h.cli.get("/api/v1/nothing-here"), StatusCode::NOT_FOUND, "Not found"),
-        (h.cli.post("/api/v1/private/recent"), StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
-        (h.cli.post("/api/v1/private/short/burn"), StatusCode::NOT_FOUND, "Unknown secret"),
+        (
+            share(),
+            StatusCode::BAD_REQUEST,
+            "You did not provide anything to share",
+        ),
+        (
+            share().form(&[("secret", "")]),
+            StatusCode::BAD_REQUEST,
+            "You did not provide anything to share",
+        ),
+        (
+            share().form(&[("secret", "x".repeat(1025))]),
+            StatusCode::BAD_REQUEST,
+            "1024",
+        ),
+        (
+            share().form(&[("secret", "x"), ("recipient", "not-an-email")]),
+            StatusCode::BAD_REQUEST,
+            "recipient",
+        ),
+        (
+            share()
+                .content_type("application/json")
+                .body("{\"secret\": "),
+            StatusCode::BAD_REQUEST,
+            "JSON",
+        ),
+        (
+            share().content_type("application/json").body("[1,2]"),
+            StatusCode::BAD_REQUEST,
+            "object",
+        ),
+        (
+            share().body_json(&json!({"secret": {"nested": 1}})),
+            StatusCode::BAD_REQUEST,
+            "secret",
+        ),
+        (
+            share()
+                .content_type("multipart/form-data; boundary=xyz")
+                .body("garbage"),
+            StatusCode::BAD_REQUEST,
+            "multipart",
+        ),
+        (
+            share().content_type("multipart/form-data").body("garbage"),
+            StatusCode::BAD_REQUEST,
+            "multipart",
+        ),
+        (
+            share().content_type("text/plain").body("secret=x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type",
+        ),
+        (
+            share().form(&[("secret", "x".repeat(5000))]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "4096",
+        ),
+        (
+            h.cli.get("/api/v1/share"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+        ),
+        (
+            h.cli.get("/api/v1/nothing-here"),
+            StatusCode::NOT_FOUND,
+            "Not found",
+        ),
+        (
+            h.cli.post("/api/v1/private/recent"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+        ),
+        (
+            h.cli.post("/api/v1/private/short/burn"),
+            StatusCode::NOT_FOUND,
+            "Unknown secret",
+        ),
     ];
     for (i, (req, expected, needle)) in cases.into_iter().enumerate() {
         let (status, _, body) = send(req).await;
         assert_eq!(status, expected, "case {i}: {body}");
-        assert!(message(&body).contains(needle), "case {i}: {body} should mention {needle:?}");
+        assert!(
+            message(&body).contains(needle),
+            "case {i}: {body} should mention {needle:?}"
+        );
     }
     // Bytes, not characters, count toward the cap: 342 three-byte characters = 1026 bytes.
     let (status, _, body) = send(share().form(&[("secret", "€".repeat(342))])).await;
@@ -403,26 +690,44 @@ async fn the_spec_and_docs_are_served() {
     let h = harness().await;
     let (status, _, spec) = send(h.cli.get("/api/v1/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
-    for path in ["/api/v1/share", "/api/v1/generate", "/api/v1/secret/{secret_key}", "/api/v1/private/{metadata_key}", "/api/v1/private/{metadata_key}/burn", "/api/v1/private/recent", "/api/v1/status", "/api/v1/authcheck"] {
+    for path in [
+        "/api/v1/share",
+        "/api/v1/generate",
+        "/api/v1/secret/{secret_key}",
+        "/api/v1/private/{metadata_key}",
+        "/api/v1/private/{metadata_key}/burn",
+        "/api/v1/private/recent",
+        "/api/v1/status",
+        "/api/v1/authcheck",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} in spec");
     }
     let resp = h.cli.get("/docs").send().await;
     resp.assert_status_is_ok();
     let html = resp.0.into_body().into_string().await.unwrap();
-    assert!(html.contains("/api/v1/share") && html.contains("rapi-doc"), "the docs page carries the spec");
+    assert!(
+        html.contains("/api/v1/share") && html.contains("rapi-doc"),
+        "the docs page carries the spec"
+    );
 }
 
 fn memory_service() -> Arc<AppService> {
-    service(Arc::new(MemoryStore::new()), Arc::new(FakeClock(AtomicI64::new(T0))), Policy::default())
+    service(
+        Arc::new(MemoryStore::new()),
+        Arc::new(FakeClock(AtomicI64::new(T0))),
+        Policy::default(),
+    )
 }
 
 /// The committed spec is what the code generates; `just openapi` rewrites it.
 #[test]
 fn committed_spec_matches_the_generated_one() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi");
-    for (file, generated) in [("openapi.json", spec_json(memory_service())), ("openapi.yaml", spec_yaml(memory_service()))] {
+    for (file, generated) in [
+        ("openapi.json", spec_json(memory_service())),
+        ("openapi.yaml", spec_yaml(memory_service())),
+    ] {
         let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
         assert!(committed == generated, "openapi/{file} is stale: run `just openapi` (or `cargo run -p ots-server -- openapi --write openapi`) and commit the result");
     }
 }
-

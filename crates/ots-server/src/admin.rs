@@ -42,7 +42,10 @@ pub enum TokenAction {
     /// OneTimeSecret deployment keeps scripts working).
     Import { custid: String },
     /// Revoke the tokens that start with TOKEN_PREFIX (at least 4 characters).
-    Revoke { custid: String, token_prefix: String },
+    Revoke {
+        custid: String,
+        token_prefix: String,
+    },
 }
 
 type DynAccounts =
@@ -62,7 +65,11 @@ async fn accounts(args: &StoreArgs) -> Result<DynAccounts> {
 pub async fn customer(args: &StoreArgs, action: CustomerAction) -> Result<()> {
     let accounts = accounts(args).await?;
     match action {
-        CustomerAction::Add { custid, email, plan } => {
+        CustomerAction::Add {
+            custid,
+            email,
+            plan,
+        } => {
             let c = accounts
                 .add_customer(&custid, email.as_deref(), plan.as_deref())
                 .await?;

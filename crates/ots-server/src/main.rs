@@ -20,7 +20,11 @@ mod master_secret;
 mod store;
 
 #[derive(Parser, Debug)]
-#[command(name = "ots", version, about = "One-time secrets, OneTimeSecret API v1 compatible")]
+#[command(
+    name = "ots",
+    version,
+    about = "One-time secrets, OneTimeSecret API v1 compatible"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -191,7 +195,9 @@ fn run(cli: Cli) -> Result<()> {
 fn init_logging(filter: &str, format: &str) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -209,7 +215,9 @@ fn build_service(
 ) -> Arc<AppService> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
-    Arc::new(AppService::new(secrets, customers, mailer, clock, rng, cipher, policy))
+    Arc::new(AppService::new(
+        secrets, customers, mailer, clock, rng, cipher, policy,
+    ))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -221,8 +229,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mailer: Arc<dyn Mailer> = Arc::new(ots_mail::LogMailer);
     let svc = build_service(stores.secrets, stores.customers, mailer, cipher, policy);
 
-    let sweeper = tokio::spawn(sweep_forever(svc.clone(), Duration::from_secs(args.sweep_interval)));
-    let app = ots_http::app(svc, &HttpConfig { body_limit: args.body_limit });
+    let sweeper = tokio::spawn(sweep_forever(
+        svc.clone(),
+        Duration::from_secs(args.sweep_interval),
+    ));
+    let app = ots_http::app(
+        svc,
+        &HttpConfig {
+            body_limit: args.body_limit,
+        },
+    );
     let listener = poem::listener::TcpListener::bind(args.listen.clone());
     let acceptor = poem::listener::Listener::into_acceptor(listener)
         .await
@@ -232,7 +248,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .and_then(|a| a.as_socket_addr().copied());
     info!(listen = ?local, store = %stores.description, public_url = %args.public_url, "ots is serving");
     poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(args.shutdown_grace)))
+        .run_with_graceful_shutdown(
+            app,
+            shutdown_signal(),
+            Some(Duration::from_secs(args.shutdown_grace)),
+        )
         .await
         .context("serving")?;
     sweeper.abort();
@@ -256,14 +276,15 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(err) => {
+                    warn!(error = %err, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -79,11 +79,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let first = load(None, &dir).unwrap();
         assert_eq!(first.len(), 64);
-        assert_eq!(load(None, &dir).unwrap(), first, "a restart reads the same secret");
+        assert_eq!(
+            load(None, &dir).unwrap(),
+            first,
+            "a restart reads the same secret"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(FILE)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -24,7 +24,10 @@ pub fn database_url(args: &StoreArgs) -> String {
     }
 }
 
-fn both<S: SecretRepository + CustomerRepository + 'static>(store: S, description: String) -> Stores {
+fn both<S: SecretRepository + CustomerRepository + 'static>(
+    store: S,
+    description: String,
+) -> Stores {
     let store = Arc::new(store);
     Stores {
         secrets: store.clone(),
@@ -71,7 +74,9 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}://…@{}", &url[..start], &url[at + 1..]),
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://…@{}", &url[..start], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }

@@ -66,7 +66,12 @@ fn key<K>(parse: fn(&str) -> Option<K>) -> K {
 }
 
 /// A secret and its metadata as share would store them (the ciphertext is opaque here).
-pub fn record(custid: &CustId, created: UnixTime, ttl: i64, passphrase: bool) -> (StoredSecret, Metadata) {
+pub fn record(
+    custid: &CustId,
+    created: UnixTime,
+    ttl: i64,
+    passphrase: bool,
+) -> (StoredSecret, Metadata) {
     let secret_key: SecretKey = key(SecretKey::parse);
     let metadata_key: MetadataKey = key(MetadataKey::parse);
     let secret = StoredSecret {
@@ -75,7 +80,8 @@ pub fn record(custid: &CustId, created: UnixTime, ttl: i64, passphrase: bool) ->
         ciphertext: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
         nonce: [3; 12],
         salt: [4; 16],
-        passphrase_hash: passphrase.then(|| "$2b$04$abcdefghijklmnopqrstuuF4HyPqQ0aYBvXGkcGg1.5dK1nq7f2W".into()),
+        passphrase_hash: passphrase
+            .then(|| "$2b$04$abcdefghijklmnopqrstuuF4HyPqQ0aYBvXGkcGg1.5dK1nq7f2W".into()),
         failed_tries: 0,
         created,
         expires_at: created + ttl,
@@ -102,7 +108,12 @@ fn cust(name: &str) -> CustId {
     CustId::parse(name).expect("valid custid")
 }
 
-async fn stored<S: SecretRepository>(store: &S, custid: &CustId, created: UnixTime, ttl: i64) -> (StoredSecret, Metadata) {
+async fn stored<S: SecretRepository>(
+    store: &S,
+    custid: &CustId,
+    created: UnixTime,
+    ttl: i64,
+) -> (StoredSecret, Metadata) {
     let (secret, metadata) = record(custid, created, ttl, false);
     store.create(&secret, &metadata).await.expect("create");
     (secret, metadata)
@@ -111,23 +122,60 @@ async fn stored<S: SecretRepository>(store: &S, custid: &CustId, created: UnixTi
 pub async fn create_then_find<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
     store.create(&secret, &metadata).await.unwrap();
-    let found = store.find_secret(&secret.key, T0 + 1).await.unwrap().unwrap();
+    let found = store
+        .find_secret(&secret.key, T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, secret, "the secret comes back byte for byte");
-    let found = store.find_metadata(&metadata.key, T0 + 1).await.unwrap().unwrap();
+    let found = store
+        .find_metadata(&metadata.key, T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found, metadata, "the metadata comes back field for field");
     // Keys that were never stored are simply absent.
-    assert!(store.find_secret(&key(SecretKey::parse), T0).await.unwrap().is_none());
-    assert!(store.find_metadata(&key(MetadataKey::parse), T0).await.unwrap().is_none());
+    assert!(store
+        .find_secret(&key(SecretKey::parse), T0)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .find_metadata(&key(MetadataKey::parse), T0)
+        .await
+        .unwrap()
+        .is_none());
     // Finding changes nothing.
-    assert_eq!(store.find_secret(&secret.key, T0 + 2).await.unwrap().unwrap(), secret);
+    assert_eq!(
+        store
+            .find_secret(&secret.key, T0 + 2)
+            .await
+            .unwrap()
+            .unwrap(),
+        secret
+    );
 }
 
 pub async fn consume_reveals_exactly_once<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = stored(&*store, &CustId::anonymous(), T0, 3600).await;
     assert!(store.consume(&secret.key, T0 + 10).await.unwrap());
-    assert!(!store.consume(&secret.key, T0 + 11).await.unwrap(), "a second reveal gets nothing");
-    assert!(store.find_secret(&secret.key, T0 + 11).await.unwrap().is_none(), "the ciphertext is gone");
-    let md = store.find_metadata(&metadata.key, T0 + 12).await.unwrap().unwrap();
+    assert!(
+        !store.consume(&secret.key, T0 + 11).await.unwrap(),
+        "a second reveal gets nothing"
+    );
+    assert!(
+        store
+            .find_secret(&secret.key, T0 + 11)
+            .await
+            .unwrap()
+            .is_none(),
+        "the ciphertext is gone"
+    );
+    let md = store
+        .find_metadata(&metadata.key, T0 + 12)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(md.state, MetadataState::Received);
     assert_eq!(md.received, Some(T0 + 10));
     assert_eq!(md.updated, T0 + 10);
@@ -151,7 +199,11 @@ pub async fn concurrent_consumes_have_one_winner<S: SecretRepository + 'static>(
             }
         }
         assert_eq!(winners, 1, "round {round}: exactly one of 256 reveals wins");
-        let md = store.find_metadata(&metadata.key, T0 + 6).await.unwrap().unwrap();
+        let md = store
+            .find_metadata(&metadata.key, T0 + 6)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(md.state, MetadataState::Received);
     }
 }
@@ -159,48 +211,136 @@ pub async fn concurrent_consumes_have_one_winner<S: SecretRepository + 'static>(
 pub async fn failed_tries_count_then_burn<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
     store.create(&secret, &metadata).await.unwrap();
-    assert_eq!(store.record_failed_try(&secret.key, 3, T0 + 1).await.unwrap(), FailedTry::TriesLeft(2));
-    assert_eq!(store.record_failed_try(&secret.key, 3, T0 + 2).await.unwrap(), FailedTry::TriesLeft(1));
-    let found = store.find_secret(&secret.key, T0 + 2).await.unwrap().unwrap();
-    assert_eq!(found.failed_tries, 2, "failed tries are stored with the secret");
-    assert_eq!(store.record_failed_try(&secret.key, 3, T0 + 3).await.unwrap(), FailedTry::Burned);
-    assert!(store.find_secret(&secret.key, T0 + 3).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .record_failed_try(&secret.key, 3, T0 + 1)
+            .await
+            .unwrap(),
+        FailedTry::TriesLeft(2)
+    );
+    assert_eq!(
+        store
+            .record_failed_try(&secret.key, 3, T0 + 2)
+            .await
+            .unwrap(),
+        FailedTry::TriesLeft(1)
+    );
+    let found = store
+        .find_secret(&secret.key, T0 + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.failed_tries, 2,
+        "failed tries are stored with the secret"
+    );
+    assert_eq!(
+        store
+            .record_failed_try(&secret.key, 3, T0 + 3)
+            .await
+            .unwrap(),
+        FailedTry::Burned
+    );
+    assert!(store
+        .find_secret(&secret.key, T0 + 3)
+        .await
+        .unwrap()
+        .is_none());
     assert!(!store.consume(&secret.key, T0 + 3).await.unwrap());
-    let md = store.find_metadata(&metadata.key, T0 + 4).await.unwrap().unwrap();
+    let md = store
+        .find_metadata(&metadata.key, T0 + 4)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(md.state, MetadataState::Burned);
     assert_eq!(md.burned, Some(T0 + 3));
-    assert_eq!(store.record_failed_try(&secret.key, 3, T0 + 5).await.unwrap(), FailedTry::Gone);
+    assert_eq!(
+        store
+            .record_failed_try(&secret.key, 3, T0 + 5)
+            .await
+            .unwrap(),
+        FailedTry::Gone
+    );
 }
 
 pub async fn burn_only_new_secrets<S: SecretRepository>(store: Arc<S>) {
     let anon = CustId::anonymous();
     let (secret, metadata) = stored(&*store, &anon, T0, 3600).await;
-    let burned = store.burn(&metadata.key, T0 + 7).await.unwrap().expect("burns a new secret");
+    let burned = store
+        .burn(&metadata.key, T0 + 7)
+        .await
+        .unwrap()
+        .expect("burns a new secret");
     assert_eq!(burned.state, MetadataState::Burned);
     assert_eq!(burned.burned, Some(T0 + 7));
     assert_eq!(burned.secret_key, None);
-    assert!(store.find_secret(&secret.key, T0 + 8).await.unwrap().is_none());
-    assert!(!store.consume(&secret.key, T0 + 8).await.unwrap(), "a burned secret is never revealed");
-    assert!(store.burn(&metadata.key, T0 + 9).await.unwrap().is_none(), "burning twice finds nothing");
+    assert!(store
+        .find_secret(&secret.key, T0 + 8)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        !store.consume(&secret.key, T0 + 8).await.unwrap(),
+        "a burned secret is never revealed"
+    );
+    assert!(
+        store.burn(&metadata.key, T0 + 9).await.unwrap().is_none(),
+        "burning twice finds nothing"
+    );
 
     let (secret, metadata) = stored(&*store, &anon, T0, 3600).await;
     assert!(store.consume(&secret.key, T0 + 1).await.unwrap());
-    assert!(store.burn(&metadata.key, T0 + 2).await.unwrap().is_none(), "a received secret cannot be burned");
-    let md = store.find_metadata(&metadata.key, T0 + 3).await.unwrap().unwrap();
+    assert!(
+        store.burn(&metadata.key, T0 + 2).await.unwrap().is_none(),
+        "a received secret cannot be burned"
+    );
+    let md = store
+        .find_metadata(&metadata.key, T0 + 3)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(md.state, MetadataState::Received);
 
     let (_, metadata) = stored(&*store, &anon, T0, 60).await;
-    assert!(store.burn(&metadata.key, T0 + 60).await.unwrap().is_none(), "an expired secret cannot be burned");
-    assert!(store.burn(&key(MetadataKey::parse), T0).await.unwrap().is_none());
+    assert!(
+        store.burn(&metadata.key, T0 + 60).await.unwrap().is_none(),
+        "an expired secret cannot be burned"
+    );
+    assert!(store
+        .burn(&key(MetadataKey::parse), T0)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 pub async fn expiry_is_enforced_at_read_time<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = stored(&*store, &CustId::anonymous(), T0, 60).await;
-    assert!(store.find_secret(&secret.key, T0 + 59).await.unwrap().is_some());
-    assert!(store.find_secret(&secret.key, T0 + 60).await.unwrap().is_none(), "gone at its ttl, before any sweep");
+    assert!(store
+        .find_secret(&secret.key, T0 + 59)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        store
+            .find_secret(&secret.key, T0 + 60)
+            .await
+            .unwrap()
+            .is_none(),
+        "gone at its ttl, before any sweep"
+    );
     assert!(!store.consume(&secret.key, T0 + 60).await.unwrap());
-    assert_eq!(store.record_failed_try(&secret.key, 10, T0 + 60).await.unwrap(), FailedTry::Gone);
-    let md = store.find_metadata(&metadata.key, T0 + 61).await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .record_failed_try(&secret.key, 10, T0 + 60)
+            .await
+            .unwrap(),
+        FailedTry::Gone
+    );
+    let md = store
+        .find_metadata(&metadata.key, T0 + 61)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(md.state_at(T0 + 61), MetadataState::Expired);
 }
 
@@ -215,7 +355,10 @@ pub async fn sweep_deletes_only_expired_rows_in_batches<S: SecretRepository>(sto
     let mut swept = 0;
     loop {
         let n = store.sweep_expired(T0 + 60, 2).await.unwrap();
-        assert!(n <= 4, "a batch of 2 deletes at most 2 secrets and 2 metadata, got {n}");
+        assert!(
+            n <= 4,
+            "a batch of 2 deletes at most 2 secrets and 2 metadata, got {n}"
+        );
         if n == 0 {
             break;
         }
@@ -223,15 +366,38 @@ pub async fn sweep_deletes_only_expired_rows_in_batches<S: SecretRepository>(sto
     }
     assert_eq!(swept, 5);
     for (secret, metadata) in &short {
-        assert!(store.find_secret(&secret.key, T0).await.unwrap().is_none(), "swept rows are gone even for an earlier clock");
-        assert!(store.find_metadata(&metadata.key, T0 + 60).await.unwrap().is_some());
+        assert!(
+            store.find_secret(&secret.key, T0).await.unwrap().is_none(),
+            "swept rows are gone even for an earlier clock"
+        );
+        assert!(store
+            .find_metadata(&metadata.key, T0 + 60)
+            .await
+            .unwrap()
+            .is_some());
     }
-    assert_eq!(store.sweep_expired(T0 + 120, 100).await.unwrap(), 5, "then the metadata at 2×ttl");
+    assert_eq!(
+        store.sweep_expired(T0 + 120, 100).await.unwrap(),
+        5,
+        "then the metadata at 2×ttl"
+    );
     for (_, metadata) in &short {
-        assert!(store.find_metadata(&metadata.key, T0).await.unwrap().is_none());
+        assert!(store
+            .find_metadata(&metadata.key, T0)
+            .await
+            .unwrap()
+            .is_none());
     }
-    assert!(store.find_secret(&long_secret.key, T0 + 120).await.unwrap().is_some());
-    assert!(store.find_metadata(&long_md.key, T0 + 120).await.unwrap().is_some());
+    assert!(store
+        .find_secret(&long_secret.key, T0 + 120)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .find_metadata(&long_md.key, T0 + 120)
+        .await
+        .unwrap()
+        .is_some());
 }
 
 pub async fn recent_is_per_customer_newest_first<S: SecretRepository>(store: Arc<S>) {
@@ -255,15 +421,30 @@ pub async fn recent_is_per_customer_newest_first<S: SecretRepository>(store: Arc
     let later = store.recent(&alice, T0 + 121, 100).await.unwrap();
     assert!(later.iter().all(|m| m.key != short.key));
     assert_eq!(later.len(), 5);
-    assert!(store.recent(&cust("carol"), T0, 100).await.unwrap().is_empty());
+    assert!(store
+        .recent(&cust("carol"), T0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn metadata_outlives_its_secret<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = stored(&*store, &CustId::anonymous(), T0, 100).await;
     assert!(store.consume(&secret.key, T0 + 10).await.unwrap());
-    let md = store.find_metadata(&metadata.key, T0 + 199).await.unwrap().unwrap();
+    let md = store
+        .find_metadata(&metadata.key, T0 + 199)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(md.state, MetadataState::Received);
-    assert!(store.find_metadata(&metadata.key, T0 + 200).await.unwrap().is_none(), "gone at twice the ttl");
+    assert!(
+        store
+            .find_metadata(&metadata.key, T0 + 200)
+            .await
+            .unwrap()
+            .is_none(),
+        "gone at twice the ttl"
+    );
 }
 
 pub async fn purge_customer_forgets_everything<S: SecretRepository>(store: Arc<S>) {
@@ -286,12 +467,26 @@ pub async fn customers_and_tokens<S: CustomerRepository>(store: Arc<S>) {
         created: T0,
     };
     store.add_customer(&alice).await.unwrap();
-    assert!(matches!(store.add_customer(&alice).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.find_customer(&alice.custid).await.unwrap(), Some(alice.clone()));
+    assert!(matches!(
+        store.add_customer(&alice).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.find_customer(&alice.custid).await.unwrap(),
+        Some(alice.clone())
+    );
     assert_eq!(store.find_customer(&cust("nobody")).await.unwrap(), None);
 
-    let t1 = StoredToken { prefix: "abcd1234".into(), hash: vec![1; 32], created: T0 };
-    let t2 = StoredToken { prefix: "efgh5678".into(), hash: vec![2; 32], created: T0 + 1 };
+    let t1 = StoredToken {
+        prefix: "abcd1234".into(),
+        hash: vec![1; 32],
+        created: T0,
+    };
+    let t2 = StoredToken {
+        prefix: "efgh5678".into(),
+        hash: vec![2; 32],
+        created: T0 + 1,
+    };
     store.add_token(&alice.custid, &t1).await.unwrap();
     store.add_token(&alice.custid, &t2).await.unwrap();
     let mut tokens = store.tokens(&alice.custid).await.unwrap();
@@ -302,10 +497,27 @@ pub async fn customers_and_tokens<S: CustomerRepository>(store: Arc<S>) {
 
     assert!(store.set_plan(&alice.custid, "pro").await.unwrap());
     assert!(!store.set_plan(&cust("nobody"), "pro").await.unwrap());
-    let bob = Customer { custid: cust("bob"), email: None, plan: "basic".into(), created: T0 };
+    let bob = Customer {
+        custid: cust("bob"),
+        email: None,
+        plan: "basic".into(),
+        created: T0,
+    };
     store.add_customer(&bob).await.unwrap();
-    let listed: Vec<_> = store.list_customers().await.unwrap().into_iter().map(|c| (c.custid, c.plan)).collect();
-    assert_eq!(listed, vec![(cust("alice"), "pro".to_string()), (cust("bob"), "basic".to_string())]);
+    let listed: Vec<_> = store
+        .list_customers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.custid, c.plan))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (cust("alice"), "pro".to_string()),
+            (cust("bob"), "basic".to_string())
+        ]
+    );
 
     assert!(store.remove_customer(&alice.custid).await.unwrap());
     assert!(!store.remove_customer(&alice.custid).await.unwrap());

@@ -56,7 +56,9 @@ impl SecretRepository for MemoryStore {
             return Err(StoreError::Conflict("key already in use".into()));
         }
         state.secrets.insert(secret.key.clone(), secret.clone());
-        state.metadata.insert(metadata.key.clone(), metadata.clone());
+        state
+            .metadata
+            .insert(metadata.key.clone(), metadata.clone());
         Ok(())
     }
 
@@ -107,11 +109,7 @@ impl SecretRepository for MemoryStore {
             .cloned())
     }
 
-    async fn burn(
-        &self,
-        key: &MetadataKey,
-        now: UnixTime,
-    ) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let mut state = self.lock();
         let Some(secret_key) = state
             .metadata

@@ -72,11 +72,18 @@ const METADATA_COLUMNS: &str = "key, custid, secret_key, ttl, state, created, up
 
 fn metadata_from(row: &PgRow) -> Result<Metadata, StoreError> {
     let bad = |what: &str| StoreError::Other(format!("corrupt metadata row: {what}"));
-    let get_key = |col: &str| -> Result<Option<String>, StoreError> { row.try_get(col).map_err(store_err) };
+    let get_key =
+        |col: &str| -> Result<Option<String>, StoreError> { row.try_get(col).map_err(store_err) };
     let state: String = row.try_get("state").map_err(store_err)?;
     Ok(Metadata {
-        key: get_key("key")?.as_deref().and_then(MetadataKey::parse).ok_or_else(|| bad("key"))?,
-        custid: get_key("custid")?.as_deref().and_then(CustId::parse).unwrap_or_else(CustId::anonymous),
+        key: get_key("key")?
+            .as_deref()
+            .and_then(MetadataKey::parse)
+            .ok_or_else(|| bad("key"))?,
+        custid: get_key("custid")?
+            .as_deref()
+            .and_then(CustId::parse)
+            .unwrap_or_else(CustId::anonymous),
         secret_key: get_key("secret_key")?.as_deref().and_then(SecretKey::parse),
         ttl: row.try_get("ttl").map_err(store_err)?,
         state: MetadataState::parse(&state).ok_or_else(|| bad("state"))?,
@@ -265,7 +272,14 @@ impl SecretRepository for PgStore {
         let Some(metadata_key) = metadata_key else {
             return Ok(false);
         };
-        Self::finish(&mut tx, key.as_str(), &metadata_key, MetadataState::Received, now).await?;
+        Self::finish(
+            &mut tx,
+            key.as_str(),
+            &metadata_key,
+            MetadataState::Received,
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(store_err)?;
         Ok(true)
     }
@@ -289,10 +303,21 @@ impl SecretRepository for PgStore {
         let Some(row) = row else {
             return Ok(FailedTry::Gone);
         };
-        let tries = row.try_get::<i32, _>("failed_tries").map_err(store_err)?.max(0) as u32 + 1;
+        let tries = row
+            .try_get::<i32, _>("failed_tries")
+            .map_err(store_err)?
+            .max(0) as u32
+            + 1;
         let metadata_key: String = row.try_get("metadata_key").map_err(store_err)?;
         let outcome = if tries >= max_tries {
-            Self::finish(&mut tx, key.as_str(), &metadata_key, MetadataState::Burned, now).await?;
+            Self::finish(
+                &mut tx,
+                key.as_str(),
+                &metadata_key,
+                MetadataState::Burned,
+                now,
+            )
+            .await?;
             FailedTry::Burned
         } else {
             sqlx::query("UPDATE secrets SET failed_tries = $1 WHERE key = $2")
@@ -325,11 +350,7 @@ impl SecretRepository for PgStore {
             .transpose()
     }
 
-    async fn burn(
-        &self,
-        key: &MetadataKey,
-        now: UnixTime,
-    ) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let mut tx = self.begin().await?;
         let secret_key: Option<String> = sqlx::query_scalar(
             "SELECT s.key FROM metadata m JOIN secrets s ON s.metadata_key = m.key \
@@ -343,8 +364,14 @@ impl SecretRepository for PgStore {
         let Some(secret_key) = secret_key else {
             return Ok(None);
         };
-        let metadata =
-            Self::finish(&mut tx, &secret_key, key.as_str(), MetadataState::Burned, now).await?;
+        let metadata = Self::finish(
+            &mut tx,
+            &secret_key,
+            key.as_str(),
+            MetadataState::Burned,
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(store_err)?;
         Ok(Some(metadata))
     }

@@ -46,10 +46,9 @@ async fn admin_url() -> Result<(String, Option<ContainerAsync<Postgres>>), Strin
     {
         return Ok((url, None));
     }
-    let container = Postgres::default()
-        .start()
-        .await
-        .map_err(|e| format!("no TEST_DATABASE_URL and no Docker engine for testcontainers ({e})"))?;
+    let container = Postgres::default().start().await.map_err(|e| {
+        format!("no TEST_DATABASE_URL and no Docker engine for testcontainers ({e})")
+    })?;
     let host = container.get_host().await.map_err(|e| e.to_string())?;
     let port = container
         .get_host_port_ipv4(5432)

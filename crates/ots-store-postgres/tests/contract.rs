@@ -8,8 +8,13 @@ async fn fresh() -> Option<Fixture<PgStore>> {
     let db = fresh_database().await?;
     // 256 concurrent reveals queue on the pool and on the row lock: more connections than
     // the default so that the lock, not the pool, is what they contend on.
-    let settings = PgSettings { max_connections: 32, ..PgSettings::default() };
-    let store = PgStore::connect(&db.url, &settings).await.expect("connect and migrate");
+    let settings = PgSettings {
+        max_connections: 32,
+        ..PgSettings::default()
+    };
+    let store = PgStore::connect(&db.url, &settings)
+        .await
+        .expect("connect and migrate");
     let pool = store.pool().clone();
     let mut fixture = Fixture::new(store);
     fixture.teardown = Some(Box::pin(async move {

@@ -47,8 +47,10 @@ fn metadata_from(row: &SqliteRow) -> Result<Metadata, StoreError> {
     let recipients: String = row.try_get("recipients").map_err(store_err)?;
     let secret_key: Option<String> = row.try_get("secret_key").map_err(store_err)?;
     Ok(Metadata {
-        key: MetadataKey::parse(row.try_get("key").map_err(store_err)?).ok_or_else(|| bad("key"))?,
-        custid: CustId::parse(row.try_get("custid").map_err(store_err)?).unwrap_or_else(CustId::anonymous),
+        key: MetadataKey::parse(row.try_get("key").map_err(store_err)?)
+            .ok_or_else(|| bad("key"))?,
+        custid: CustId::parse(row.try_get("custid").map_err(store_err)?)
+            .unwrap_or_else(CustId::anonymous),
         secret_key: match secret_key {
             Some(k) => Some(SecretKey::parse(&k).ok_or_else(|| bad("secret_key"))?),
             None => None,
@@ -274,7 +276,8 @@ impl SecretRepository for SqliteStore {
         key: &MetadataKey,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError> {
-        let sql = format!("SELECT {METADATA_COLUMNS} FROM metadata WHERE key = ? AND expires_at > ?");
+        let sql =
+            format!("SELECT {METADATA_COLUMNS} FROM metadata WHERE key = ? AND expires_at > ?");
         sqlx::query(&sql)
             .bind(key.as_str())
             .bind(now)
@@ -286,11 +289,7 @@ impl SecretRepository for SqliteStore {
             .transpose()
     }
 
-    async fn burn(
-        &self,
-        key: &MetadataKey,
-        now: UnixTime,
-    ) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let mut tx = self.begin().await?;
         let secret_key: Option<String> = sqlx::query_scalar(
             "SELECT s.key FROM metadata m JOIN secrets s ON s.metadata_key = m.key \
@@ -304,8 +303,14 @@ impl SecretRepository for SqliteStore {
         let Some(secret_key) = secret_key.as_deref().and_then(SecretKey::parse) else {
             return Ok(None);
         };
-        let metadata =
-            Self::finish(&mut tx, &secret_key, key.as_str(), MetadataState::Burned, now).await?;
+        let metadata = Self::finish(
+            &mut tx,
+            &secret_key,
+            key.as_str(),
+            MetadataState::Burned,
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(store_err)?;
         Ok(Some(metadata))
     }
@@ -455,13 +460,15 @@ impl CustomerRepository for SqliteStore {
     }
 
     async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE custid = ? AND substr(prefix, 1, length(?)) = ?")
-            .bind(custid.as_str())
-            .bind(prefix)
-            .bind(prefix)
-            .execute(&self.writer)
-            .await
-            .map_err(store_err)?;
+        let done = sqlx::query(
+            "DELETE FROM api_tokens WHERE custid = ? AND substr(prefix, 1, length(?)) = ?",
+        )
+        .bind(custid.as_str())
+        .bind(prefix)
+        .bind(prefix)
+        .execute(&self.writer)
+        .await
+        .map_err(store_err)?;
         Ok(done.rows_affected())
     }
 }

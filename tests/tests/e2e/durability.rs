@@ -13,15 +13,28 @@ async fn sqlite_restart_keeps_every_unread_secret_readable_once() {
     let mut shared = Vec::new();
     for i in 0..20 {
         let passphrase = if i % 2 == 0 { "pp" } else { "" };
-        let (status, body) = crate::post_form(&client, &server.url("/api/v1/share"), &[("secret", &format!("v{i}")), ("passphrase", passphrase)]).await;
+        let (status, body) = crate::post_form(
+            &client,
+            &server.url("/api/v1/share"),
+            &[("secret", &format!("v{i}")), ("passphrase", passphrase)],
+        )
+        .await;
         assert_eq!(status, 200);
-        shared.push((body["secret_key"].as_str().unwrap().to_owned(), format!("v{i}"), passphrase));
+        shared.push((
+            body["secret_key"].as_str().unwrap().to_owned(),
+            format!("v{i}"),
+            passphrase,
+        ));
     }
     let server = server.restart_after_kill().await;
     for (key, value, passphrase) in &shared {
         let url = server.url(&format!("/api/v1/secret/{key}"));
         let (status, body) = crate::post_form(&client, &url, &[("passphrase", passphrase)]).await;
-        assert_eq!((status, body["value"].as_str()), (200, Some(value.as_str())), "{body}");
+        assert_eq!(
+            (status, body["value"].as_str()),
+            (200, Some(value.as_str())),
+            "{body}"
+        );
         let (status, _) = crate::post_form(&client, &url, &[("passphrase", passphrase)]).await;
         assert_eq!(status, 404);
     }
@@ -38,7 +51,9 @@ struct Ledger {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let data = TempDir::new("kill-pg");
     let server = Server::start(&Config::postgres(&data.0, &db.url)).await;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -56,9 +71,21 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
                     return;
                 }
                 let value = format!("w{w}-{i}");
-                let Ok(resp) = client.post(format!("{base}/api/v1/share")).form(&[("secret", &value)]).send().await else { return };
-                let Ok(body) = resp.json::<serde_json::Value>().await else { return };
-                let key = body["secret_key"].as_str().expect("share answered").to_owned();
+                let Ok(resp) = client
+                    .post(format!("{base}/api/v1/share"))
+                    .form(&[("secret", &value)])
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                let Ok(body) = resp.json::<serde_json::Value>().await else {
+                    return;
+                };
+                let key = body["secret_key"]
+                    .as_str()
+                    .expect("share answered")
+                    .to_owned();
                 {
                     let mut l = ledger.lock().unwrap();
                     l.unread.insert(key.clone(), value);
@@ -68,8 +95,16 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
                 if i % 3 == 0 {
                     // Reveal what was just shared; if no answer comes, the outcome is unknown.
                     ledger.lock().unwrap().uncertain.push(key.clone());
-                    let Ok(resp) = client.post(format!("{base}/api/v1/secret/{key}")).send().await else { return };
-                    let Ok(body) = resp.json::<serde_json::Value>().await else { return };
+                    let Ok(resp) = client
+                        .post(format!("{base}/api/v1/secret/{key}"))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(body) = resp.json::<serde_json::Value>().await else {
+                        return;
+                    };
                     let mut l = ledger.lock().unwrap();
                     l.uncertain.retain(|k| k != &key);
                     assert!(body["value"].is_string(), "a fresh secret reveals: {body}");
@@ -97,7 +132,11 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
         }
         let url = server.url(&format!("/api/v1/secret/{key}"));
         let (status, body) = crate::post_form(&client, &url, &[]).await;
-        assert_eq!((status, body["value"].as_str()), (200, Some(value.as_str())), "acknowledged share {key} lost: {body}");
+        assert_eq!(
+            (status, body["value"].as_str()),
+            (200, Some(value.as_str())),
+            "acknowledged share {key} lost: {body}"
+        );
         let (status, _) = crate::post_form(&client, &url, &[]).await;
         assert_eq!(status, 404, "revealed twice");
     }

@@ -51,11 +51,19 @@ fn lines_in_reference_pages() -> Option<BTreeSet<String>> {
 #[test]
 fn the_list_covers_every_curl_line_of_the_reference_pages() {
     let Some(found) = lines_in_reference_pages() else {
-        assert!(std::env::var("CI").is_err(), "../shared/reference is missing in CI");
-        eprintln!("!!!!! SKIPPED: ../shared/reference not found; the hard-coded list was checked only");
+        assert!(
+            std::env::var("CI").is_err(),
+            "../shared/reference is missing in CI"
+        );
+        eprintln!(
+            "!!!!! SKIPPED: ../shared/reference not found; the hard-coded list was checked only"
+        );
         return;
     };
-    assert!(found.len() >= 7, "expected the pages' curl lines, found {found:?}");
+    assert!(
+        found.len() >= 7,
+        "expected the pages' curl lines, found {found:?}"
+    );
     let known: BTreeSet<String> = LINES.iter().map(|l| normalize(l)).collect();
     let missing: Vec<_> = found.difference(&known).collect();
     assert!(missing.is_empty(), "curl lines not covered: {missing:?}");
@@ -93,19 +101,32 @@ fn curl(line: &str) -> (u16, Value) {
         .output()
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout);
-    let (body, status) = text.trim_end().rsplit_once('\n').unwrap_or(("", text.trim()));
-    let status = status.parse().unwrap_or_else(|_| panic!("no status from {line:?}: {text}"));
-    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {body}")))
+    let (body, status) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .unwrap_or(("", text.trim()));
+    let status = status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status from {line:?}: {text}"));
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{line}: not JSON ({e}): {body}")),
+    )
 }
 
 fn assert_metadata(body: &Value, line: &str) {
     assert_eq!(body["custid"], "USERNAME", "{line}: {body}");
-    for key in ["metadata_key"] {
-        let v = body[key].as_str().unwrap_or_else(|| panic!("{line}: no {key} in {body}"));
-        assert_eq!(v.len(), 31, "{line}");
-    }
+    let key = body["metadata_key"].as_str();
+    assert_eq!(
+        key.map(str::len),
+        Some(31),
+        "{line}: metadata_key in {body}"
+    );
     for field in ["ttl", "metadata_ttl", "created", "updated"] {
-        assert!(body[field].is_i64(), "{line}: {field} is a number in {body}");
+        assert!(
+            body[field].is_i64(),
+            "{line}: {field} is a number in {body}"
+        );
     }
     assert!(body["passphrase_required"].is_boolean(), "{line}");
 }
@@ -130,7 +151,10 @@ async fn every_reference_curl_line_gets_the_documented_response() {
             .await
             .unwrap();
         let body: Value = resp.json().await.unwrap();
-        (body["secret_key"].as_str().unwrap().to_owned(), body["metadata_key"].as_str().unwrap().to_owned())
+        (
+            body["secret_key"].as_str().unwrap().to_owned(),
+            body["metadata_key"].as_str().unwrap().to_owned(),
+        )
     };
 
     let mut ran = 0;
@@ -144,7 +168,12 @@ async fn every_reference_curl_line_gets_the_documented_response() {
                 .replace("METADATA_KEY", &metadata_key);
             if line.contains("/private/") && !line.contains("recent") && !line.contains("burn") {
                 // "if or when it was viewed": view it first.
-                crate::post_form(&client, &server.url(&format!("/api/v1/secret/{secret_key}")), &[]).await;
+                crate::post_form(
+                    &client,
+                    &server.url(&format!("/api/v1/secret/{secret_key}")),
+                    &[],
+                )
+                .await;
             }
             let (status, body) = curl(&line);
             assert_eq!(status, 200, "{line}: {body}");
@@ -152,19 +181,40 @@ async fn every_reference_curl_line_gets_the_documented_response() {
             match route.split('/').next().unwrap_or_default() {
                 "share" => {
                     assert_metadata(&body, &line);
-                    let ttl = if line.contains("ttl=3600") { 3600 } else { 7 * 86400 };
+                    let ttl = if line.contains("ttl=3600") {
+                        3600
+                    } else {
+                        7 * 86400
+                    };
                     assert_eq!(body["ttl"], ttl, "{line}");
-                    assert_eq!(body["secret_key"].as_str().map(str::len), Some(31), "{line}");
+                    assert_eq!(
+                        body["secret_key"].as_str().map(str::len),
+                        Some(31),
+                        "{line}"
+                    );
                     // The value that was stored is the one the line sent.
                     let key = body["secret_key"].as_str().unwrap();
-                    let (_, secret) = crate::post_form(&client, &server.url(&format!("/api/v1/secret/{key}")), &[]).await;
-                    let expected = if line.contains(" -F ") { "[SECRET]" } else { "SECRET" };
+                    let (_, secret) = crate::post_form(
+                        &client,
+                        &server.url(&format!("/api/v1/secret/{key}")),
+                        &[],
+                    )
+                    .await;
+                    let expected = if line.contains(" -F ") {
+                        "[SECRET]"
+                    } else {
+                        "SECRET"
+                    };
                     assert_eq!(secret["value"], expected, "{line}");
                 }
                 "generate" => {
                     assert_metadata(&body, &line);
                     assert_eq!(body["ttl"], 3600, "{line}");
-                    assert_eq!(body["value"].as_str().map(str::len), Some(12), "{line}: {body}");
+                    assert_eq!(
+                        body["value"].as_str().map(str::len),
+                        Some(12),
+                        "{line}: {body}"
+                    );
                 }
                 "secret" => {
                     assert_eq!(body["secret_key"], secret_key.as_str());
@@ -176,7 +226,9 @@ async fn every_reference_curl_line_gets_the_documented_response() {
                     assert!(body["burned"].is_i64());
                 }
                 "private" if route == "private/recent" => {
-                    let items = body.as_array().unwrap_or_else(|| panic!("{line}: a list, got {body}"));
+                    let items = body
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{line}: a list, got {body}"));
                     assert!(!items.is_empty());
                     assert!(items.iter().all(|m| m["secret_key"].is_null()));
                 }
@@ -191,5 +243,9 @@ async fn every_reference_curl_line_gets_the_documented_response() {
             ran += 1;
         }
     }
-    assert_eq!(ran, LINES.len() + 1, "every line ran (the -d/-F line twice)");
+    assert_eq!(
+        ran,
+        LINES.len() + 1,
+        "every line ran (the -d/-F line twice)"
+    );
 }

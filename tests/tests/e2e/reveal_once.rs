@@ -5,7 +5,10 @@ use ots_tests::{fresh_database, Config, Server, TempDir};
 
 /// Fires 256 concurrent reveals of `key`, alternating between `urls`; returns the values got.
 async fn reveal_256(urls: &[String], key: &str) -> Vec<String> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let tasks: Vec<_> = (0..256)
         .map(|i| {
             let url = format!("{}/api/v1/secret/{key}", urls[i % urls.len()]);
@@ -31,7 +34,12 @@ async fn reveal_256(urls: &[String], key: &str) -> Vec<String> {
 }
 
 async fn share(url: &str, value: &str) -> String {
-    let (status, body) = crate::post_form(&reqwest::Client::new(), &format!("{url}/api/v1/share"), &[("secret", value)]).await;
+    let (status, body) = crate::post_form(
+        &reqwest::Client::new(),
+        &format!("{url}/api/v1/share"),
+        &[("secret", value)],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body["secret_key"].as_str().unwrap().to_owned()
 }
@@ -43,13 +51,19 @@ async fn sqlite_server_reveals_once_under_256_concurrent_requests() {
     let urls = vec![server.url("")];
     for round in 0..3 {
         let key = share(&urls[0], &format!("value {round}")).await;
-        assert_eq!(reveal_256(&urls, &key).await, vec![format!("value {round}")], "round {round}");
+        assert_eq!(
+            reveal_256(&urls, &key).await,
+            vec![format!("value {round}")],
+            "round {round}"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_postgres_reveal_once() {
-    let Some(db) = fresh_database().await else { return };
+    let Some(db) = fresh_database().await else {
+        return;
+    };
     let (a_dir, b_dir) = (TempDir::new("once-pg-a"), TempDir::new("once-pg-b"));
     let a = Server::start(&Config::postgres(&a_dir.0, &db.url)).await;
     let b = Server::start(&Config::postgres(&b_dir.0, &db.url)).await;
@@ -57,7 +71,11 @@ async fn two_processes_on_one_postgres_reveal_once() {
     for round in 0..5 {
         // Shared on one process, revealed through both.
         let key = share(&urls[round % 2], &format!("pg value {round}")).await;
-        assert_eq!(reveal_256(&urls, &key).await, vec![format!("pg value {round}")], "round {round}");
+        assert_eq!(
+            reveal_256(&urls, &key).await,
+            vec![format!("pg value {round}")],
+            "round {round}"
+        );
     }
     drop((a, b));
     db.drop_database().await;

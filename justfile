@@ -1,0 +1,20 @@
+# ots: one-time secrets. `just` lists the recipes.
+
+default:
+    @just --list
+
+# Serve on the embedded default (SQLite in ./ots-data) at http://127.0.0.1:7143
+run:
+    cargo run --release -- serve
+
+# Every test (set TEST_DATABASE_URL to run the Postgres ones, e.g. postgres://postgres@127.0.0.1:5432/test)
+test:
+    cargo test --workspace
+
+# Regenerate the committed OpenAPI spec under openapi/
+openapi:
+    cargo run -q -p ots-server -- openapi --write openapi
+
+# What CI checks: fmt, clippy, tests (Postgres included), spec drift
+check:
+    bash .ci/run
