@@ -62,10 +62,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// SQLite in `data_dir`, low bcrypt cost, a fixed master secret.
+    /// SQLite in `data_dir`, low bcrypt cost, a fixed master secret, and rate limits high
+    /// enough for load from one address (tests of limits write their own config).
     pub fn sqlite(data_dir: &Path) -> Self {
+        let config_file = data_dir.join("ots.toml");
+        std::fs::write(&config_file, GENEROUS_LIMITS).expect("write config");
         Self {
             env: vec![
+                ("OTS_CONFIG".into(), config_file.display().to_string()),
                 ("OTS_DATA_DIR".into(), data_dir.display().to_string()),
                 (
                     "OTS_SECRET".into(),
@@ -123,6 +127,24 @@ impl Config {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     }
+}
+
+const GENEROUS_LIMITS: &str = r#"
+[plans.anonymous.rate_limits]
+create = { burst = 100000, per_minute = 1000000 }
+reveal = { burst = 100000, per_minute = 1000000 }
+other = { burst = 100000, per_minute = 1000000 }
+[plans.basic.rate_limits]
+create = { burst = 100000, per_minute = 1000000 }
+reveal = { burst = 100000, per_minute = 1000000 }
+other = { burst = 100000, per_minute = 1000000 }
+"#;
+
+/// Writes `toml` as the configuration file of `config`.
+pub fn write_config(config: &mut Config, dir: &Path, toml: &str) {
+    let path = dir.join("custom.toml");
+    std::fs::write(&path, toml).expect("write config");
+    config.set("OTS_CONFIG", &path.display().to_string());
 }
 
 fn free_port() -> u16 {

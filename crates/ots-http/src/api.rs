@@ -11,7 +11,8 @@ use ots_domain::{
 };
 
 use crate::error::ApiError;
-use crate::params::{BodyParams, OptionalAuth, RequiredAuth};
+use crate::params::{BodyParams, ClientAddr, OptionalAuth, RequiredAuth};
+use crate::ratelimit::{Limiter, RouteClass};
 use crate::AppService;
 
 /// The state of a secret, as its creator sees it.
@@ -154,6 +155,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 /// The v1 API over the use cases.
 pub struct Api {
     pub(crate) svc: Arc<AppService>,
+    pub(crate) limiter: Arc<dyn Limiter>,
 }
 
 /// A body value wins over the query string's.
@@ -186,11 +188,41 @@ fn share_input(
 }
 
 impl Api {
-    async fn caller(&self, auth: Option<(String, String)>) -> Result<Caller, ApiError> {
+    /// Authenticates and applies the rate limit of the route class: per customer with the
+    /// customer's plan, per client address for anonymous requests and for failed logins.
+    async fn admit(
+        &self,
+        client: &ClientAddr,
+        class: RouteClass,
+        auth: Option<(String, String)>,
+    ) -> Result<Caller, ApiError> {
         let creds = auth.as_ref().map(|(u, t)| (u.as_str(), t.as_str()));
-        Ok(self.svc.authenticate(creds).await?)
+        let by_address = || {
+            self.limiter
+                .check(ANONYMOUS_PLAN, class, &format!("ip:{}", client.0))
+                .map_err(ApiError::too_many_requests)
+        };
+        match self.svc.authenticate(creds).await {
+            Ok(caller) if caller.custid.is_anonymous() => {
+                by_address()?;
+                Ok(caller)
+            }
+            Ok(caller) => {
+                self.limiter
+                    .check(&caller.plan.name, class, &format!("cust:{}", caller.custid))
+                    .map_err(ApiError::too_many_requests)?;
+                Ok(caller)
+            }
+            Err(err @ ots_domain::OtsError::Unauthorized) => {
+                by_address()?;
+                Err(err.into())
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 }
+
+const ANONYMOUS_PLAN: &str = "anonymous";
 
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
@@ -203,13 +235,14 @@ impl Api {
     async fn share(
         &self,
         auth: OptionalAuth,
+        client: ClientAddr,
         secret: Query<Option<String>>,
         passphrase: Query<Option<String>>,
         ttl: Query<Option<String>>,
         recipient: Query<Option<String>>,
         body: BodyParams<ShareParams>,
     ) -> ApiResult<MetadataObject> {
-        let caller = self.caller(auth.0).await?;
+        let caller = self.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
             pick(&body, &passphrase, "passphrase"),
             pick(&body, &ttl, "ttl"),
@@ -228,12 +261,13 @@ impl Api {
     async fn generate(
         &self,
         auth: OptionalAuth,
+        client: ClientAddr,
         passphrase: Query<Option<String>>,
         ttl: Query<Option<String>>,
         recipient: Query<Option<String>>,
         body: BodyParams<GenerateParams>,
     ) -> ApiResult<MetadataObject> {
-        let caller = self.caller(auth.0).await?;
+        let caller = self.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
             pick(&body, &passphrase, "passphrase"),
             pick(&body, &ttl, "ttl"),
@@ -252,12 +286,13 @@ impl Api {
     async fn reveal(
         &self,
         auth: OptionalAuth,
+        client: ClientAddr,
         /// The shareable key.
         secret_key: Path<String>,
         passphrase: Query<Option<String>>,
         body: BodyParams<RevealParams>,
     ) -> ApiResult<Secret> {
-        self.caller(auth.0).await?;
+        self.admit(&client, RouteClass::Reveal, auth.0).await?;
         let passphrase = pick(&body, &passphrase, "passphrase").and_then(Passphrase::parse);
         match self.svc.reveal(&secret_key, passphrase).await {
             Ok(revealed) => Ok(Json(Secret {
@@ -276,10 +311,11 @@ impl Api {
     async fn recent(
         &self,
         auth: RequiredAuth,
+        client: ClientAddr,
         /// At most this many items (1 to 100; default 100).
         limit: Query<Option<i64>>,
     ) -> ApiResult<Vec<MetadataObject>> {
-        let caller = self.caller(Some(auth.0)).await?;
+        let caller = self.admit(&client, RouteClass::Other, Some(auth.0)).await?;
         let items = self.svc.recent(&caller, limit.0).await?;
         Ok(Json(
             items
@@ -296,10 +332,11 @@ impl Api {
     async fn metadata(
         &self,
         auth: OptionalAuth,
+        client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
     ) -> ApiResult<MetadataObject> {
-        self.caller(auth.0).await?;
+        self.admit(&client, RouteClass::Other, auth.0).await?;
         match self.svc.metadata(&metadata_key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
             Err(ots_domain::OtsError::NotFound) => Err(ApiError::unknown_metadata(&metadata_key)),
@@ -319,10 +356,11 @@ impl Api {
     async fn burn(
         &self,
         auth: OptionalAuth,
+        client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
     ) -> ApiResult<MetadataObject> {
-        self.caller(auth.0).await?;
+        self.admit(&client, RouteClass::Other, auth.0).await?;
         match self.svc.burn(&metadata_key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
             Err(ots_domain::OtsError::NotFound) => Err(ApiError::unknown_metadata(&metadata_key)),
@@ -334,8 +372,12 @@ impl Api {
     ///
     /// `nominal` when the store answers; `offline` with 503 when it does not.
     #[oai(path = "/status", method = "get", operation_id = "status")]
-    async fn status(&self, auth: OptionalAuth) -> Result<StatusResponse, ApiError> {
-        self.caller(auth.0).await?;
+    async fn status(
+        &self,
+        auth: OptionalAuth,
+        client: ClientAddr,
+    ) -> Result<StatusResponse, ApiError> {
+        self.admit(&client, RouteClass::Other, auth.0).await?;
         let status = |s: &str| Json(StatusBody { status: s.into() });
         Ok(if self.svc.is_available().await {
             StatusResponse::Nominal(status("nominal"))
@@ -348,8 +390,8 @@ impl Api {
     ///
     /// 200 with the custid when the credentials are good; 401 otherwise.
     #[oai(path = "/authcheck", method = "get", operation_id = "authcheck")]
-    async fn authcheck(&self, auth: RequiredAuth) -> ApiResult<AuthCheck> {
-        let caller = self.caller(Some(auth.0)).await?;
+    async fn authcheck(&self, auth: RequiredAuth, client: ClientAddr) -> ApiResult<AuthCheck> {
+        let caller = self.admit(&client, RouteClass::Other, Some(auth.0)).await?;
         Ok(Json(AuthCheck {
             custid: caller.custid.to_string(),
         }))

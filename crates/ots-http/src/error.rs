@@ -56,6 +56,9 @@ pub enum ApiError {
     /// The request body is over the size limit.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// Rate limited: retry after the given number of seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// An unexpected failure; details are in the server's log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -81,6 +84,16 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(Json(ErrorBody::new(message)))
+    }
+
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::TooManyRequests(
+            Json(ErrorBody::new(format!(
+                "Too many requests: retry in {seconds} seconds"
+            ))),
+            seconds.max(1),
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP adapter: the OneTimeSecret v1 API on poem + poem-openapi, the OpenAPI spec it
 //! generates, and the interactive docs page.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
@@ -12,10 +13,12 @@ use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretRepository, Servi
 mod api;
 mod error;
 mod params;
+mod ratelimit;
 
 pub use api::{Api, MetadataObject, State};
 pub use error::{json_error, ErrorBody};
-pub use params::BodyLimit;
+pub use params::{BodyLimit, TrustedProxyHeader};
+pub use ratelimit::{ClassLimits, Limit, Limiter, RateLimits, RouteClass, Unlimited};
 
 /// The use cases with the adapters the binary chose at run time.
 pub type AppService = Service<
@@ -31,20 +34,30 @@ pub type AppService = Service<
 pub struct HttpConfig {
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// Rate limits by plan name; `anonymous` applies per client address.
+    pub rate_limits: HashMap<String, ClassLimits>,
+    /// The header a trusted reverse proxy puts the client address in (e.g.
+    /// `x-forwarded-for`); `None`: use the peer address.
+    pub trusted_proxy_header: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             body_limit: 1 << 20,
+            rate_limits: HashMap::from([
+                ("anonymous".to_owned(), ClassLimits::default()),
+                ("basic".to_owned(), ClassLimits::default()),
+            ]),
+            trusted_proxy_header: None,
         }
     }
 }
 
 /// The v1 API as an OpenAPI service: what the server mounts, the tests call and the spec
 /// generator prints.
-pub fn api_service(svc: Arc<AppService>) -> OpenApiService<Api, ()> {
-    OpenApiService::new(Api { svc }, "ots", env!("CARGO_PKG_VERSION"))
+pub fn api_service(svc: Arc<AppService>, limiter: Arc<dyn Limiter>) -> OpenApiService<Api, ()> {
+    OpenApiService::new(Api { svc, limiter }, "ots", env!("CARGO_PKG_VERSION"))
         .summary("One-time secrets, OneTimeSecret API v1 compatible")
         .description(
             "Share a secret through a link that works once. Every route answers JSON; errors \
@@ -54,17 +67,27 @@ pub fn api_service(svc: Arc<AppService>) -> OpenApiService<Api, ()> {
 
 /// The generated spec as JSON, exactly as committed under `openapi/`.
 pub fn spec_json(svc: Arc<AppService>) -> String {
-    api_service(svc).spec() + "\n"
+    api_service(svc, Arc::new(Unlimited)).spec() + "\n"
 }
 
 /// The generated spec as YAML.
 pub fn spec_yaml(svc: Arc<AppService>) -> String {
-    api_service(svc).spec_yaml()
+    api_service(svc, Arc::new(Unlimited)).spec_yaml()
 }
 
 /// The whole HTTP application: `/api/v1/...`, the spec, the docs.
 pub fn app(svc: Arc<AppService>, config: &HttpConfig) -> impl Endpoint {
-    let api = api_service(svc);
+    let limiter = Arc::new(RateLimits::new(&config.rate_limits, "anonymous"));
+    app_with_limiter(svc, config, limiter)
+}
+
+/// [`app`] with a given limiter (tests use one on a fake clock, or [`Unlimited`]).
+pub fn app_with_limiter(
+    svc: Arc<AppService>,
+    config: &HttpConfig,
+    limiter: Arc<dyn Limiter>,
+) -> impl Endpoint {
+    let api = api_service(svc, limiter);
     let docs = api.rapidoc();
     let spec = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
@@ -75,6 +98,7 @@ pub fn app(svc: Arc<AppService>, config: &HttpConfig) -> impl Endpoint {
         .nest("/", api)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(BodyLimit(config.body_limit))
+        .data(TrustedProxyHeader(config.trusted_proxy_header.clone()))
         .catch_all_error(error::json_errors)
         .around(log_request)
 }

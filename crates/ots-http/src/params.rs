@@ -266,3 +266,29 @@ auth_extractor!(
     fallback = false,
     |c| c.ok_or_else(JsonError::unauthorized)
 );
+
+/// Which header carries the client address behind a trusted proxy (set per app).
+#[derive(Clone, Debug)]
+pub struct TrustedProxyHeader(pub Option<String>);
+
+/// The client's address, for rate limits: the peer address, or, behind a trusted proxy, the
+/// last address that proxy appended to its header (the only one it vouches for).
+pub struct ClientAddr(pub String);
+
+impl<'a> FromRequest<'a> for ClientAddr {
+    async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let from_header = request
+            .data::<TrustedProxyHeader>()
+            .and_then(|h| h.0.as_deref())
+            .and_then(|name| request.headers().get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let addr = from_header.unwrap_or_else(|| match request.remote_addr().as_socket_addr() {
+            Some(sock) => sock.ip().to_string(),
+            None => request.remote_addr().to_string(),
+        });
+        Ok(Self(addr))
+    }
+}

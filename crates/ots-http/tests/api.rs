@@ -12,7 +12,10 @@ use ots_domain::{
     crypto::{self, Cipher},
     Clock, CustId, Customer, CustomerRepository, Policy, StoredToken, SystemRng, UnixTime,
 };
-use ots_http::{app, spec_json, spec_yaml, AppService, HttpConfig};
+use ots_http::{
+    app_with_limiter, spec_json, spec_yaml, AppService, ClassLimits, HttpConfig, Limit, Limiter,
+    RateLimits, Unlimited,
+};
 use ots_mail::LogMailer;
 use ots_store_memory::MemoryStore;
 
@@ -45,6 +48,10 @@ fn service(store: Arc<MemoryStore>, clock: Arc<FakeClock>, policy: Policy) -> Ar
 }
 
 async fn harness_with(policy: Policy, config: HttpConfig) -> Harness {
+    harness_limited(policy, config, Arc::new(Unlimited)).await
+}
+
+async fn harness_limited(policy: Policy, config: HttpConfig, limiter: Arc<dyn Limiter>) -> Harness {
     let store = Arc::new(MemoryStore::new());
     let custid = CustId::parse("USERNAME").unwrap();
     store
@@ -70,7 +77,11 @@ async fn harness_with(policy: Policy, config: HttpConfig) -> Harness {
     let clock = Arc::new(FakeClock(AtomicI64::new(T0)));
     let svc = service(store, clock.clone(), policy);
     Harness {
-        cli: TestClient::new(app(svc, &config).map_to_response().boxed()),
+        cli: TestClient::new(
+            app_with_limiter(svc, &config, limiter)
+                .map_to_response()
+                .boxed(),
+        ),
         clock,
     }
 }
@@ -559,7 +570,10 @@ async fn every_bad_input_is_a_json_error_with_the_right_status() {
             bcrypt_cost: 4,
             ..Policy::default()
         },
-        HttpConfig { body_limit: 4096 },
+        HttpConfig {
+            body_limit: 4096,
+            ..HttpConfig::default()
+        },
     )
     .await;
     let share = || h.cli.post("/api/v1/share");
@@ -730,4 +744,101 @@ fn committed_spec_matches_the_generated_one() {
         let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
         assert!(committed == generated, "openapi/{file} is stale: run `just openapi` (or `cargo run -p ots-server -- openapi --write openapi`) and commit the result");
     }
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_then_recover() {
+    let clock = governor::clock::FakeRelativeClock::default();
+    let tight = Limit {
+        burst: 2,
+        per_minute: 60,
+    };
+    let plans = std::collections::HashMap::from([
+        (
+            "anonymous".to_string(),
+            ClassLimits {
+                create: tight,
+                reveal: tight,
+                other: tight,
+            },
+        ),
+        (
+            "basic".to_string(),
+            ClassLimits {
+                create: Limit {
+                    burst: 4,
+                    per_minute: 60,
+                },
+                ..ClassLimits::default()
+            },
+        ),
+    ]);
+    let limiter = Arc::new(RateLimits::with_clock(&plans, "anonymous", clock.clone()));
+    let config = HttpConfig {
+        trusted_proxy_header: Some("x-forwarded-for".into()),
+        ..HttpConfig::default()
+    };
+    let h = harness_limited(
+        Policy {
+            bcrypt_cost: 4,
+            ..Policy::default()
+        },
+        config,
+        limiter,
+    )
+    .await;
+    let share = |ip: &'static str| {
+        h.cli
+            .post("/api/v1/share")
+            .header("x-forwarded-for", format!("10.0.0.9, {ip}"))
+            .form(&[("secret", "x")])
+    };
+
+    for _ in 0..2 {
+        assert_eq!(send(share("192.0.2.1")).await.0, StatusCode::OK);
+    }
+    let (status, headers, body) = send(share("192.0.2.1")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+    assert!(message(&body).contains("Too many requests"));
+    // Another address, another route class and a customer each have their own budget.
+    assert_eq!(send(share("192.0.2.2")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(
+            h.cli
+                .get("/api/v1/status")
+                .header("x-forwarded-for", "192.0.2.1")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    for _ in 0..4 {
+        let (status, _, _) = send(share("192.0.2.1").header(header::AUTHORIZATION, AUTH)).await;
+        assert_eq!(status, StatusCode::OK, "the basic plan allows a burst of 4");
+    }
+    assert_eq!(
+        send(share("192.0.2.1").header(header::AUTHORIZATION, AUTH))
+            .await
+            .0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Failed logins count against the address: guessing tokens is limited too.
+    let bad = || {
+        h.cli
+            .get("/api/v1/authcheck")
+            .header("x-forwarded-for", "192.0.2.3")
+            .header(header::AUTHORIZATION, "Basic VVNFUk5BTUU6V1JPTkc=")
+    };
+    assert_eq!(send(bad()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(bad()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(bad()).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    // One request a second refills.
+    clock.advance(std::time::Duration::from_secs(1));
+    assert_eq!(send(share("192.0.2.1")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(share("192.0.2.1")).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

@@ -10,8 +10,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use ots_domain::{
-    Accounts, Clock, CustomerRepository, OtsError, Policy, Rng, SecretRepository, SystemClock,
-    SystemRng,
+    Accounts, Clock, CustomerRepository, OtsError, Rng, SecretRepository, SystemClock, SystemRng,
 };
 
 use crate::{store, StoreArgs};
@@ -52,13 +51,14 @@ type DynAccounts =
     Accounts<Arc<dyn SecretRepository>, Arc<dyn CustomerRepository>, Arc<dyn Clock>, Arc<dyn Rng>>;
 
 async fn accounts(args: &StoreArgs) -> Result<DynAccounts> {
+    let plans = crate::config::FileConfig::load(args.config.as_deref())?.plans()?;
     let stores = store::open(args, true).await?;
     Ok(Accounts::new(
         stores.secrets,
         stores.customers,
         Arc::new(SystemClock),
         Arc::new(SystemRng::new()),
-        Policy::default(),
+        crate::policy_of(&plans),
     ))
 }
 

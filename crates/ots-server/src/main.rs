@@ -10,12 +10,13 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use ots_domain::{
-    Cipher, Clock, CustomerRepository, Mailer, Plan, Policy, Rng, SecretRepository, SystemClock,
+    Cipher, Clock, CustomerRepository, Mailer, Policy, Rng, SecretRepository, SystemClock,
     SystemRng,
 };
 use ots_http::{AppService, HttpConfig};
 
 mod admin;
+mod config;
 mod master_secret;
 mod store;
 
@@ -67,6 +68,9 @@ struct StoreArgs {
     /// Folder for the generated master secret and the embedded database.
     #[arg(long, env = "OTS_DATA_DIR", default_value = "./ots-data")]
     data_dir: PathBuf,
+    /// The configuration file (TOML): plans, their limits, the trusted proxy header.
+    #[arg(long, env = "OTS_CONFIG")]
+    config: Option<PathBuf>,
     /// Postgres: most pooled connections per process.
     #[arg(long, env = "OTS_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     db_max_connections: u32,
@@ -97,18 +101,12 @@ struct ServeArgs {
     /// Failed passphrase tries after which a secret is burned.
     #[arg(long, env = "OTS_MAX_PASSPHRASE_TRIES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     max_passphrase_tries: u32,
-    /// Largest secret of anonymous requests, in bytes.
-    #[arg(long, env = "OTS_ANONYMOUS_MAX_SECRET_BYTES", default_value_t = 1024)]
-    anonymous_max_secret_bytes: usize,
-    /// Longest ttl of anonymous requests, in seconds.
-    #[arg(long, env = "OTS_ANONYMOUS_MAX_TTL", default_value_t = 7 * 24 * 3600)]
-    anonymous_max_ttl: i64,
-    /// Largest secret of customers on the basic plan, in bytes.
-    #[arg(long, env = "OTS_BASIC_MAX_SECRET_BYTES", default_value_t = 10 * 1024)]
-    basic_max_secret_bytes: usize,
-    /// Longest ttl of customers on the basic plan, in seconds.
-    #[arg(long, env = "OTS_BASIC_MAX_TTL", default_value_t = 30 * 24 * 3600)]
-    basic_max_ttl: i64,
+    /// Largest secret of anonymous requests, in bytes (overrides the config file; default 1024).
+    #[arg(long, env = "OTS_ANONYMOUS_MAX_SECRET_BYTES")]
+    anonymous_max_secret_bytes: Option<usize>,
+    /// Longest ttl of anonymous requests, in seconds (overrides the config file; default 7 days).
+    #[arg(long, env = "OTS_ANONYMOUS_MAX_TTL")]
+    anonymous_max_ttl: Option<i64>,
     /// Whether sending the link by mail (`recipient`) needs an account.
     #[arg(long, env = "OTS_REQUIRE_ACCOUNT_FOR_EMAIL", default_value_t = false)]
     require_account_for_email: bool,
@@ -130,33 +128,35 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn policy(&self) -> Result<Policy> {
-        for (name, v) in [
-            ("default ttl", self.default_ttl),
-            ("anonymous max ttl", self.anonymous_max_ttl),
-            ("basic max ttl", self.basic_max_ttl),
-        ] {
-            if v < 60 {
-                bail!("the {name} must be at least 60 seconds, got {v}");
-            }
+    fn policy(&self, plans: &config::Plans) -> Result<Policy> {
+        let mut anonymous = plans.anonymous.clone();
+        if let Some(bytes) = self.anonymous_max_secret_bytes {
+            anonymous.max_secret_bytes = bytes;
+        }
+        if let Some(ttl) = self.anonymous_max_ttl {
+            anonymous.max_ttl = ttl;
+        }
+        if anonymous.max_ttl < 60 || self.default_ttl < 60 {
+            bail!("ttls must be at least 60 seconds");
         }
         Ok(Policy {
             default_ttl: self.default_ttl,
             max_passphrase_tries: self.max_passphrase_tries,
             bcrypt_cost: self.bcrypt_cost,
-            anonymous_plan: Plan {
-                name: "anonymous".into(),
-                max_secret_bytes: self.anonymous_max_secret_bytes,
-                max_ttl: self.anonymous_max_ttl,
-            },
-            plans: vec![Plan {
-                name: "basic".into(),
-                max_secret_bytes: self.basic_max_secret_bytes,
-                max_ttl: self.basic_max_ttl,
-            }],
+            anonymous_plan: anonymous,
             require_account_for_email: self.require_account_for_email,
-            ..Policy::default()
+            ..policy_of(plans)
         })
+    }
+}
+
+/// The policy parts that come from the plans alone (what admin commands need too).
+fn policy_of(plans: &config::Plans) -> Policy {
+    Policy {
+        anonymous_plan: plans.anonymous.clone(),
+        plans: plans.customer_plans.clone(),
+        default_plan: plans.default_plan.clone(),
+        ..Policy::default()
     }
 }
 
@@ -222,7 +222,8 @@ fn build_service(
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log, &args.log_format)?;
-    let policy = args.policy()?;
+    let plans = config::FileConfig::load(args.store.config.as_deref())?.plans()?;
+    let policy = args.policy(&plans)?;
     let master = master_secret::load(std::env::var("OTS_SECRET").ok(), &args.store.data_dir)?;
     let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
     let stores = store::open(&args.store, !args.no_migrate).await?;
@@ -233,12 +234,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         svc.clone(),
         Duration::from_secs(args.sweep_interval),
     ));
-    let app = ots_http::app(
-        svc,
-        &HttpConfig {
-            body_limit: args.body_limit,
-        },
-    );
+    let http = HttpConfig {
+        body_limit: args.body_limit,
+        rate_limits: plans.rate_limits.clone(),
+        trusted_proxy_header: plans.trusted_proxy_header.clone(),
+    };
+    let app = ots_http::app(svc, &http);
     let listener = poem::listener::TcpListener::bind(args.listen.clone());
     let acceptor = poem::listener::Listener::into_acceptor(listener)
         .await

@@ -94,3 +94,71 @@ async fn tokens_are_issued_used_and_revoked_while_the_server_runs() {
     assert_eq!(status, 404, "a removed customer's secrets are burned");
     assert_eq!(config.run(&["customer", "remove", "alice"], "").0, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_rate_limits_come_from_the_config_file() {
+    let data = TempDir::new("plans");
+    let mut config = Config::sqlite(&data.0);
+    ots_tests::write_config(
+        &mut config,
+        &data.0,
+        r#"
+        [plans.anonymous]
+        rate_limits.create = { burst = 2, per_minute = 1 }
+        [plans.pro]
+        max_secret_bytes = 20000
+        max_ttl = 7776000
+        "#,
+    );
+    assert_eq!(
+        config
+            .run(&["customer", "add", "bob", "--plan", "pro"], "")
+            .0,
+        0
+    );
+    let (_, token, _) = config.run(&["token", "issue", "bob"], "");
+    let token = token.trim().to_owned();
+    let server = Server::start(&config).await;
+    let client = reqwest::Client::new();
+    let big = "x".repeat(15000);
+
+    let (status, body) =
+        crate::post_form(&client, &server.url("/api/v1/share"), &[("secret", &big)]).await;
+    assert_eq!(status, 400, "anonymous plan caps at 1024 bytes: {body}");
+    assert!(body["message"].as_str().unwrap().contains("1024"));
+    let resp = client
+        .post(server.url("/api/v1/share"))
+        .basic_auth("bob", Some(&token))
+        .form(&[("secret", big.as_str()), ("ttl", "7776000")])
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (body["custid"].as_str(), body["ttl"].as_i64()),
+        (Some("bob"), Some(7776000)),
+        "{body}"
+    );
+
+    let (status, _) =
+        crate::post_form(&client, &server.url("/api/v1/share"), &[("secret", "a")]).await;
+    assert_eq!(status, 200, "second anonymous create of the burst");
+    let resp = client
+        .post(server.url("/api/v1/share"))
+        .form(&[("secret", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too many requests"));
+}
