@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use ots_domain::{random_string, SystemRng, KEY_ALPHABET};
 
+pub mod smtp;
+
 pub use ots_store_postgres::testing::{fresh_database, TestDatabase};
 
 /// The workspace root.
@@ -147,7 +149,8 @@ pub fn write_config(config: &mut Config, dir: &Path, toml: &str) {
     config.set("OTS_CONFIG", &path.display().to_string());
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -212,6 +215,19 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits until the server's log contains `needle` (panics after `timeout`).
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -15,4 +15,6 @@ pub use crypto::Cipher;
 pub use error::{OtsError, StoreError};
 pub use model::*;
 pub use ports::*;
-pub use service::{random_string, Caller, Policy, Revealed, Service, ShareInput, Shared};
+pub use service::{
+    random_string, Caller, MailReport, Policy, Revealed, Service, ShareInput, Shared,
+};

@@ -13,8 +13,14 @@ use crate::model::*;
 /// Where secrets and their metadata live.
 #[async_trait]
 pub trait SecretRepository: Send + Sync {
-    /// Stores a secret and its metadata. MUST store both or neither.
-    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError>;
+    /// Stores a secret, its metadata and, when the creator named a recipient, the mail to
+    /// send. MUST store all or nothing (the mail is never lost once the share succeeded).
+    async fn create(
+        &self,
+        secret: &StoredSecret,
+        metadata: &Metadata,
+        mail: Option<&OutboxMail>,
+    ) -> Result<(), StoreError>;
 
     /// A snapshot of a secret that may still be revealed at `now` (its metadata is `new`
     /// and it has not expired). MUST NOT change anything and MUST NOT hold locks after
@@ -71,6 +77,35 @@ pub trait SecretRepository: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Mail waiting to be delivered, kept in the store beside the secrets.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Up to `limit` messages due at `now`, each leased until `lease_until`: no other
+    /// claim (from any process) returns it before then.
+    async fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError>;
+    /// The message was sent, or is no longer to be sent: forget it.
+    async fn mail_done(&self, id: &str) -> Result<(), StoreError>;
+    /// Sending failed: try again at `next_attempt_at`, counting `attempts` so far.
+    async fn mail_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// How many messages wait.
+    async fn mail_backlog(&self) -> Result<u64, StoreError>;
+}
+
+/// The secret store as the server uses it: secrets, metadata and their outbox.
+pub trait SecretStore: SecretRepository + Outbox {}
+
+impl<T: SecretRepository + Outbox + ?Sized> SecretStore for T {}
+
 /// Where customer accounts and their API tokens live.
 #[async_trait]
 pub trait CustomerRepository: Send + Sync {
@@ -96,6 +131,18 @@ pub struct SecretLinkMail {
     pub to: String,
     pub from_custid: CustId,
     pub secret_key: SecretKey,
+}
+
+/// A link mail in the outbox.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OutboxMail {
+    /// Random, unique.
+    pub id: String,
+    pub metadata_key: MetadataKey,
+    pub mail: SecretLinkMail,
+    /// Failed sends so far.
+    pub attempts: u32,
+    pub next_attempt_at: UnixTime,
 }
 
 /// Sends mail about secrets.
@@ -155,8 +202,13 @@ impl Rng for SystemRng {
 
 #[async_trait]
 impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
-    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError> {
-        (**self).create(secret, metadata).await
+    async fn create(
+        &self,
+        secret: &StoredSecret,
+        metadata: &Metadata,
+        mail: Option<&OutboxMail>,
+    ) -> Result<(), StoreError> {
+        (**self).create(secret, metadata, mail).await
     }
     async fn find_secret(
         &self,
@@ -202,6 +254,32 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
+    }
+}
+
+#[async_trait]
+impl<T: Outbox + ?Sized> Outbox for Arc<T> {
+    async fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        (**self).claim_due_mail(now, lease_until, limit).await
+    }
+    async fn mail_done(&self, id: &str) -> Result<(), StoreError> {
+        (**self).mail_done(id).await
+    }
+    async fn mail_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        (**self).mail_retry(id, attempts, next_attempt_at).await
+    }
+    async fn mail_backlog(&self) -> Result<u64, StoreError> {
+        (**self).mail_backlog().await
     }
 }
 

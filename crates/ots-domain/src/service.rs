@@ -108,7 +108,7 @@ pub struct Service<S, C, M, K, R> {
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where
-    S: SecretRepository,
+    S: SecretRepository + Outbox,
     C: CustomerRepository,
     M: Mailer,
     K: Clock,
@@ -275,20 +275,26 @@ where
             secret_expires_at: now + ttl,
             expires_at: now + 2 * ttl,
         };
-        self.secrets.create(&secret, &metadata).await?;
-        info!(custid = %caller.custid, ttl, passphrase = metadata.passphrase_required, "secret created");
-
-        if let Some(recipient) = &input.recipient {
-            let mail = SecretLinkMail {
-                to: recipient.as_str().to_owned(),
-                from_custid: caller.custid.clone(),
-                secret_key,
-            };
-            // Mail never fails the share: the secret is stored and the creator has the link.
-            if let Err(cause) = self.mailer.send(&mail).await {
-                warn!(%cause, to = %recipient.obfuscated(), "could not send the secret link");
-            }
-        }
+        // The mail goes into the outbox in the same transaction as the secret: once the
+        // share is acknowledged, the mail cannot be lost; sending never delays the share.
+        let mail = match &input.recipient {
+            Some(recipient) => Some(OutboxMail {
+                id: random_string(&self.rng, KEY_LEN, KEY_ALPHABET).map_err(OtsError::Internal)?,
+                metadata_key: metadata.key.clone(),
+                mail: SecretLinkMail {
+                    to: recipient.as_str().to_owned(),
+                    from_custid: caller.custid.clone(),
+                    secret_key,
+                },
+                attempts: 0,
+                next_attempt_at: now,
+            }),
+            None => None,
+        };
+        self.secrets
+            .create(&secret, &metadata, mail.as_ref())
+            .await?;
+        info!(custid = %caller.custid, ttl, passphrase = metadata.passphrase_required, mail = mail.is_some(), "secret created");
         Ok(MetadataView::of(&metadata, now))
     }
 
@@ -428,6 +434,52 @@ where
         }
     }
 
+    /// Sends the mail that is due, at most `batch` messages. A message whose secret is no
+    /// longer waiting (received, burned, expired) is dropped unsent; a failed send is retried
+    /// with backoff (1, 2, 4 … seconds, at most a minute apart) until the secret expires.
+    pub async fn deliver_due_mail(&self, batch: u32) -> Result<MailReport, OtsError> {
+        let now = self.clock.now();
+        let due = self
+            .secrets
+            .claim_due_mail(now, now + MAIL_LEASE, batch)
+            .await?;
+        let mut report = MailReport::default();
+        for item in due {
+            let waiting = self
+                .secrets
+                .find_metadata(&item.metadata_key, now)
+                .await?
+                .is_some_and(|m| m.state_at(now) == MetadataState::New);
+            if !waiting {
+                self.secrets.mail_done(&item.id).await?;
+                info!(to = %obfuscate_email(&item.mail.to), "mail dropped: the secret is no longer waiting");
+                report.dropped += 1;
+                continue;
+            }
+            match self.mailer.send(&item.mail).await {
+                Ok(()) => {
+                    self.secrets.mail_done(&item.id).await?;
+                    info!(to = %obfuscate_email(&item.mail.to), "secret link mailed");
+                    report.sent += 1;
+                }
+                Err(cause) => {
+                    let attempts = item.attempts + 1;
+                    let delay = 1i64 << attempts.min(7).saturating_sub(1);
+                    let next = now + delay.min(MAX_MAIL_BACKOFF);
+                    self.secrets.mail_retry(&item.id, attempts, next).await?;
+                    warn!(%cause, attempts, retry_in = next - now, to = %obfuscate_email(&item.mail.to), "sending mail failed; will retry");
+                    report.failed += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// How many mails wait in the outbox.
+    pub async fn mail_backlog(&self) -> Result<u64, OtsError> {
+        Ok(self.secrets.mail_backlog().await?)
+    }
+
     /// Deletes expired secrets and metadata, in batches of `batch`, until none are left.
     pub async fn sweep_expired(&self, batch: u32) -> Result<u64, OtsError> {
         let now = self.clock.now();
@@ -444,6 +496,19 @@ where
     fn random_string(&self, len: usize, alphabet: &[u8]) -> Result<String, OtsError> {
         random_string(&self.rng, len, alphabet).map_err(OtsError::Internal)
     }
+}
+
+/// How long a claimed mail is reserved for the worker that claimed it (seconds).
+const MAIL_LEASE: i64 = 120;
+/// The longest wait between two tries of one mail (seconds).
+const MAX_MAIL_BACKOFF: i64 = 60;
+
+/// What one round of mail delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MailReport {
+    pub sent: u32,
+    pub failed: u32,
+    pub dropped: u32,
 }
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).

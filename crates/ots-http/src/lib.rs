@@ -8,7 +8,7 @@ use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 
-use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretRepository, Service};
+use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretStore, Service};
 
 mod api;
 mod error;
@@ -22,7 +22,7 @@ pub use ratelimit::{ClassLimits, Limit, Limiter, RateLimits, RouteClass, Unlimit
 
 /// The use cases with the adapters the binary chose at run time.
 pub type AppService = Service<
-    Arc<dyn SecretRepository>,
+    Arc<dyn SecretStore>,
     Arc<dyn CustomerRepository>,
     Arc<dyn Mailer>,
     Arc<dyn Clock>,

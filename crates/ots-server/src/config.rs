@@ -29,6 +29,10 @@ use ots_http::{ClassLimits, Limit};
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// SMTP URL for recipient mail (`OTS_SMTP_URL` wins).
+    pub smtp_url: Option<String>,
+    /// Sender of recipient mail (`OTS_MAIL_FROM` wins).
+    pub mail_from: Option<String>,
     pub default_plan: Option<String>,
     pub trusted_proxy_header: Option<String>,
     #[serde(default)]

@@ -10,8 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{info, warn};
 
 use ots_domain::{
-    Cipher, Clock, CustomerRepository, Mailer, Policy, Rng, SecretRepository, SystemClock,
-    SystemRng,
+    Cipher, Clock, CustomerRepository, Mailer, Policy, Rng, SecretStore, SystemClock, SystemRng,
 };
 use ots_http::{AppService, HttpConfig};
 
@@ -110,6 +109,16 @@ struct ServeArgs {
     /// Whether sending the link by mail (`recipient`) needs an account.
     #[arg(long, env = "OTS_REQUIRE_ACCOUNT_FOR_EMAIL", default_value_t = false)]
     require_account_for_email: bool,
+    /// SMTP server for recipient mail: smtp://HOST:PORT, smtp://USER:PASS@HOST:587?tls=starttls,
+    /// smtps://USER:PASS@HOST. Unset: mail is only logged.
+    #[arg(long, env = "OTS_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// Sender of recipient mail, e.g. `ots <noreply@example.com>`.
+    #[arg(long, env = "OTS_MAIL_FROM")]
+    mail_from: Option<String>,
+    /// Milliseconds between looks at the mail outbox.
+    #[arg(long, env = "OTS_MAIL_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    mail_poll_ms: u64,
     /// Largest request body, in bytes.
     #[arg(long, env = "OTS_BODY_LIMIT", default_value_t = 1 << 20)]
     body_limit: usize,
@@ -207,7 +216,7 @@ fn init_logging(filter: &str, format: &str) -> Result<()> {
 }
 
 fn build_service(
-    secrets: Arc<dyn SecretRepository>,
+    secrets: Arc<dyn SecretStore>,
     customers: Arc<dyn CustomerRepository>,
     mailer: Arc<dyn Mailer>,
     cipher: Cipher,
@@ -222,14 +231,19 @@ fn build_service(
 
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log, &args.log_format)?;
-    let plans = config::FileConfig::load(args.store.config.as_deref())?.plans()?;
+    let file = config::FileConfig::load(args.store.config.as_deref())?;
+    let plans = file.plans()?;
     let policy = args.policy(&plans)?;
     let master = master_secret::load(std::env::var("OTS_SECRET").ok(), &args.store.data_dir)?;
     let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
     let stores = store::open(&args.store, !args.no_migrate).await?;
-    let mailer: Arc<dyn Mailer> = Arc::new(ots_mail::LogMailer);
+    let mailer = mailer(&args, &file)?;
     let svc = build_service(stores.secrets, stores.customers, mailer, cipher, policy);
 
+    let postman = tokio::spawn(deliver_forever(
+        svc.clone(),
+        Duration::from_millis(args.mail_poll_ms),
+    ));
     let sweeper = tokio::spawn(sweep_forever(
         svc.clone(),
         Duration::from_secs(args.sweep_interval),
@@ -257,6 +271,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .context("serving")?;
     sweeper.abort();
+    postman.abort();
     info!("ots stopped");
     Ok(())
 }
@@ -269,6 +284,45 @@ async fn sweep_forever(svc: Arc<AppService>, every: Duration) {
             Ok(0) => {}
             Ok(n) => info!(rows = n, "swept expired secrets and metadata"),
             Err(err) => warn!(error = %err, "sweep failed; will retry"),
+        }
+    }
+}
+
+/// SMTP when configured (flag or env first, then the file), else log-only.
+fn mailer(args: &ServeArgs, file: &config::FileConfig) -> Result<Arc<dyn Mailer>> {
+    let url = args.smtp_url.clone().or_else(|| file.smtp_url.clone());
+    let Some(url) = url.filter(|u| !u.is_empty()) else {
+        info!("no SMTP configured: recipient mail is logged, not sent");
+        return Ok(Arc::new(ots_mail::LogMailer));
+    };
+    let from = args
+        .mail_from
+        .clone()
+        .or_else(|| file.mail_from.clone())
+        .context("OTS_SMTP_URL is set but OTS_MAIL_FROM (the sender address) is not")?;
+    let smtp =
+        ots_mail::SmtpMailer::new(&url, &from, &args.public_url).map_err(anyhow::Error::msg)?;
+    info!(server = %store::redact(&url), "recipient mail goes out by SMTP");
+    Ok(Arc::new(smtp))
+}
+
+/// Delivers the outbox: a message is sent within a poll interval of its share, and a failed
+/// one is retried with backoff; an outage is logged on every failed try, and loses nothing.
+async fn deliver_forever(svc: Arc<AppService>, every: Duration) {
+    const BATCH: u32 = 50;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        loop {
+            match svc.deliver_due_mail(BATCH).await {
+                Ok(report) if report.sent + report.failed + report.dropped == BATCH => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    warn!(error = %err, "mail delivery round failed; will retry");
+                    break;
+                }
+            }
         }
     }
 }

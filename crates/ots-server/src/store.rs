@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use ots_domain::{CustomerRepository, SecretRepository};
+use ots_domain::{CustomerRepository, SecretStore};
 
 use crate::StoreArgs;
 
 pub struct Stores {
-    pub secrets: Arc<dyn SecretRepository>,
+    pub secrets: Arc<dyn SecretStore>,
     pub customers: Arc<dyn CustomerRepository>,
     /// For logs: the kind of store, never credentials.
     pub description: String,
@@ -24,10 +24,7 @@ pub fn database_url(args: &StoreArgs) -> String {
     }
 }
 
-fn both<S: SecretRepository + CustomerRepository + 'static>(
-    store: S,
-    description: String,
-) -> Stores {
+fn both<S: SecretStore + CustomerRepository + 'static>(store: S, description: String) -> Stores {
     let store = Arc::new(store);
     Stores {
         secrets: store.clone(),

@@ -41,6 +41,7 @@ macro_rules! contract_suite {
             metadata_outlives_its_secret,
             purge_customer_forgets_everything,
             customers_and_tokens,
+            outbox_leases_retries_and_forgets_mail,
             ping_answers
         );
     };
@@ -115,13 +116,16 @@ async fn stored<S: SecretRepository>(
     ttl: i64,
 ) -> (StoredSecret, Metadata) {
     let (secret, metadata) = record(custid, created, ttl, false);
-    store.create(&secret, &metadata).await.expect("create");
+    store
+        .create(&secret, &metadata, None)
+        .await
+        .expect("create");
     (secret, metadata)
 }
 
 pub async fn create_then_find<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
-    store.create(&secret, &metadata).await.unwrap();
+    store.create(&secret, &metadata, None).await.unwrap();
     let found = store
         .find_secret(&secret.key, T0 + 1)
         .await
@@ -210,7 +214,7 @@ pub async fn concurrent_consumes_have_one_winner<S: SecretRepository + 'static>(
 
 pub async fn failed_tries_count_then_burn<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
-    store.create(&secret, &metadata).await.unwrap();
+    store.create(&secret, &metadata, None).await.unwrap();
     assert_eq!(
         store
             .record_failed_try(&secret.key, 3, T0 + 1)
@@ -527,4 +531,76 @@ pub async fn customers_and_tokens<S: CustomerRepository>(store: Arc<S>) {
 
 pub async fn ping_answers<S: SecretRepository>(store: Arc<S>) {
     store.ping().await.expect("a fresh store answers");
+}
+
+fn mail_for(metadata: &Metadata, to: &str, at: UnixTime) -> OutboxMail {
+    OutboxMail {
+        id: key(SecretKey::parse).to_string(),
+        metadata_key: metadata.key.clone(),
+        mail: SecretLinkMail {
+            to: to.into(),
+            from_custid: metadata.custid.clone(),
+            secret_key: metadata.secret_key.clone().expect("a new secret"),
+        },
+        attempts: 0,
+        next_attempt_at: at,
+    }
+}
+
+pub async fn outbox_leases_retries_and_forgets_mail<S: SecretRepository + Outbox>(store: Arc<S>) {
+    let (s1, m1) = record(&cust("alice"), T0, 60, false);
+    let mail1 = mail_for(&m1, "jane@example.com", T0);
+    store.create(&s1, &m1, Some(&mail1)).await.unwrap();
+    let (s2, m2) = record(&cust("alice"), T0, 3600, false);
+    let mail2 = mail_for(&m2, "joe@example.com", T0 + 5);
+    store.create(&s2, &m2, Some(&mail2)).await.unwrap();
+    assert_eq!(store.mail_backlog().await.unwrap(), 2);
+
+    let due = store.claim_due_mail(T0, T0 + 120, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "only what is due");
+    assert_eq!(due[0].mail, mail1.mail);
+    assert_eq!(due[0].metadata_key, m1.key);
+    assert!(
+        store
+            .claim_due_mail(T0 + 10, T0 + 130, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != mail1.id),
+        "leased"
+    );
+
+    store.mail_retry(&mail1.id, 1, T0 + 11).await.unwrap();
+    let again = store.claim_due_mail(T0 + 11, T0 + 131, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempts),
+        (mail1.id.as_str(), 1)
+    );
+    store.mail_done(&mail1.id).await.unwrap();
+    assert_eq!(store.mail_backlog().await.unwrap(), 1);
+
+    // A mail lives no longer than its metadata.
+    let (s3, m3) = record(&cust("alice"), T0, 60, false);
+    store
+        .create(&s3, &m3, Some(&mail_for(&m3, "x@example.com", T0 + 500)))
+        .await
+        .unwrap();
+    assert_eq!(store.mail_backlog().await.unwrap(), 2);
+    store.sweep_expired(T0 + 120, 100).await.unwrap();
+    assert_eq!(
+        store.mail_backlog().await.unwrap(),
+        1,
+        "swept with its metadata"
+    );
+    store
+        .purge_customer(&cust("alice"), T0 + 121)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.mail_backlog().await.unwrap(),
+        0,
+        "purged with its customer"
+    );
+    let _ = (s1, s2);
 }

@@ -14,6 +14,7 @@ struct State {
     metadata: HashMap<MetadataKey, Metadata>,
     customers: HashMap<CustId, Customer>,
     tokens: HashMap<CustId, Vec<StoredToken>>,
+    outbox: HashMap<String, OutboxMail>,
 }
 
 impl State {
@@ -23,6 +24,13 @@ impl State {
         let metadata = self.metadata.get_mut(&secret.metadata_key)?;
         mark(metadata);
         Some(metadata.clone())
+    }
+
+    /// Mail lives only as long as its metadata (as ON DELETE CASCADE does in SQL).
+    fn forget_orphan_mail(&mut self) {
+        let metadata = &self.metadata;
+        self.outbox
+            .retain(|_, m| metadata.contains_key(&m.metadata_key));
     }
 
     fn live_secret(&self, key: &SecretKey, now: UnixTime) -> Option<&StoredSecret> {
@@ -50,15 +58,26 @@ impl MemoryStore {
 
 #[async_trait]
 impl SecretRepository for MemoryStore {
-    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        secret: &StoredSecret,
+        metadata: &Metadata,
+        mail: Option<&OutboxMail>,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if state.secrets.contains_key(&secret.key) || state.metadata.contains_key(&metadata.key) {
+        let taken = state.secrets.contains_key(&secret.key)
+            || state.metadata.contains_key(&metadata.key)
+            || mail.is_some_and(|m| state.outbox.contains_key(&m.id));
+        if taken {
             return Err(StoreError::Conflict("key already in use".into()));
         }
         state.secrets.insert(secret.key.clone(), secret.clone());
         state
             .metadata
             .insert(metadata.key.clone(), metadata.clone());
+        if let Some(mail) = mail {
+            state.outbox.insert(mail.id.clone(), mail.clone());
+        }
         Ok(())
     }
 
@@ -162,6 +181,7 @@ impl SecretRepository for MemoryStore {
         for key in &metadata {
             state.metadata.remove(key);
         }
+        state.forget_orphan_mail();
         Ok((secrets.len() + metadata.len()) as u64)
     }
 
@@ -178,11 +198,60 @@ impl SecretRepository for MemoryStore {
                 state.secrets.remove(&secret_key);
             }
         }
+        state.forget_orphan_mail();
         Ok(keys.len() as u64)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        let mut state = self.lock();
+        let mut due: Vec<&mut OutboxMail> = state
+            .outbox
+            .values_mut()
+            .filter(|m| m.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|m| m.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|m| {
+                m.next_attempt_at = lease_until;
+                m.clone()
+            })
+            .collect())
+    }
+
+    async fn mail_done(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().outbox.remove(id);
+        Ok(())
+    }
+
+    async fn mail_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        if let Some(m) = self.lock().outbox.get_mut(id) {
+            m.attempts = attempts;
+            m.next_attempt_at = next_attempt_at;
+        }
+        Ok(())
+    }
+
+    async fn mail_backlog(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().outbox.len() as u64)
     }
 }
 

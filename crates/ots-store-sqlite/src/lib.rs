@@ -166,7 +166,12 @@ impl SqliteStore {
 
 #[async_trait]
 impl SecretRepository for SqliteStore {
-    async fn create(&self, secret: &StoredSecret, metadata: &Metadata) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        secret: &StoredSecret,
+        metadata: &Metadata,
+        mail: Option<&OutboxMail>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         let sql = format!(
             "INSERT INTO metadata ({METADATA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -204,6 +209,22 @@ impl SecretRepository for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(store_err)?;
+        if let Some(mail) = mail {
+            sqlx::query(
+                "INSERT INTO outbox (id, metadata_key, recipient, from_custid, secret_key, \
+                 attempts, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&mail.id)
+            .bind(mail.metadata_key.as_str())
+            .bind(&mail.mail.to)
+            .bind(mail.mail.from_custid.as_str())
+            .bind(mail.mail.secret_key.as_str())
+            .bind(i64::from(mail.attempts))
+            .bind(mail.next_attempt_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        }
         tx.commit().await.map_err(store_err)
     }
 
@@ -373,6 +394,84 @@ impl SecretRepository for SqliteStore {
             .await
             .map(|_| ())
             .map_err(store_err)
+    }
+}
+
+fn outbox_from(row: &SqliteRow) -> Result<OutboxMail, StoreError> {
+    let bad = |what: &str| StoreError::Other(format!("corrupt outbox row: {what}"));
+    let text = |col: &str| -> Result<String, StoreError> { row.try_get(col).map_err(store_err) };
+    let attempts: i64 = row.try_get("attempts").map_err(store_err)?;
+    Ok(OutboxMail {
+        id: text("id")?,
+        metadata_key: MetadataKey::parse(&text("metadata_key")?)
+            .ok_or_else(|| bad("metadata_key"))?,
+        mail: SecretLinkMail {
+            to: text("recipient")?,
+            from_custid: CustId::parse(&text("from_custid")?).unwrap_or_else(CustId::anonymous),
+            secret_key: SecretKey::parse(&text("secret_key")?).ok_or_else(|| bad("secret_key"))?,
+        },
+        attempts: u32::try_from(attempts).map_err(|_| bad("attempts"))?,
+        next_attempt_at: row.try_get("next_attempt_at").map_err(store_err)?,
+    })
+}
+
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        // The lease moves next_attempt_at forward, so a claimed message is not due again
+        // (for this or another process) until the lease ends.
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = ? WHERE id IN (SELECT id FROM outbox \
+             WHERE next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING id, metadata_key, recipient, from_custid, secret_key, attempts, next_attempt_at",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(store_err)?
+        .iter()
+        .map(outbox_from)
+        .collect()
+    }
+
+    async fn mail_done(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM outbox WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    async fn mail_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?")
+            .bind(attempts as i64)
+            .bind(next_attempt_at)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map(|_| ())
+            .map_err(store_err)
+    }
+
+    async fn mail_backlog(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(store_err)?;
+        Ok(n.max(0) as u64)
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod durability;
+mod mail;
 mod outage;
 mod reference;
 mod reveal_once;
