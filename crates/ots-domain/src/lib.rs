@@ -16,5 +16,5 @@ pub use error::{OtsError, StoreError};
 pub use model::*;
 pub use ports::*;
 pub use service::{
-    random_string, Caller, MailReport, Policy, Revealed, Service, ShareInput, Shared,
+    random_string, Caller, MailReport, Peek, Policy, Revealed, Service, ShareInput, Shared,
 };

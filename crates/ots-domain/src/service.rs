@@ -87,6 +87,12 @@ pub struct Shared {
     pub value: Option<SecretValue>,
 }
 
+/// What a look at a waiting secret tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek {
+    pub passphrase_required: bool,
+}
+
 /// What a successful reveal answers.
 #[derive(Debug)]
 pub struct Revealed {
@@ -296,6 +302,20 @@ where
             .await?;
         info!(custid = %caller.custid, ttl, passphrase = metadata.passphrase_required, mail = mail.is_some(), "secret created");
         Ok(MetadataView::of(&metadata, now))
+    }
+
+    /// Whether a secret is waiting, and whether it needs a passphrase, without revealing or
+    /// changing anything (the browser page shows a "reveal" button on a plain GET).
+    pub async fn peek(&self, raw_key: &str) -> Result<Peek, OtsError> {
+        let key = SecretKey::parse(raw_key).ok_or(OtsError::NotFound)?;
+        let stored = self
+            .secrets
+            .find_secret(&key, self.clock.now())
+            .await?
+            .ok_or(OtsError::NotFound)?;
+        Ok(Peek {
+            passphrase_required: stored.passphrase_hash.is_some(),
+        })
     }
 
     /// Reveals a secret once. A wrong (or missing) passphrase never consumes it.

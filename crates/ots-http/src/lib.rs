@@ -12,6 +12,7 @@ use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretStore, Service};
 
 mod api;
 mod error;
+mod pages;
 mod params;
 mod ratelimit;
 
@@ -39,6 +40,8 @@ pub struct HttpConfig {
     /// The header a trusted reverse proxy puts the client address in (e.g.
     /// `x-forwarded-for`); `None`: use the peer address.
     pub trusted_proxy_header: Option<String>,
+    /// The base of links shown on the pages (`OTS_PUBLIC_URL`).
+    pub public_url: String,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +53,7 @@ impl Default for HttpConfig {
                 ("basic".to_owned(), ClassLimits::default()),
             ]),
             trusted_proxy_header: None,
+            public_url: "http://127.0.0.1:7143".to_owned(),
         }
     }
 }
@@ -87,6 +91,7 @@ pub fn app_with_limiter(
     config: &HttpConfig,
     limiter: Arc<dyn Limiter>,
 ) -> impl Endpoint {
+    let pages = pages::routes(svc.clone(), limiter.clone(), &config.public_url);
     let api = api_service(svc, limiter);
     let docs = api.rapidoc();
     let spec = api.spec_endpoint();
@@ -95,7 +100,8 @@ pub fn app_with_limiter(
         .at("/api/v1/openapi.json", spec)
         .at("/api/v1/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
-        .nest("/", api)
+        .nest_no_strip("/api", api)
+        .nest("/", pages)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(BodyLimit(config.body_limit))
         .data(TrustedProxyHeader(config.trusted_proxy_header.clone()))

@@ -292,3 +292,13 @@ impl<'a> FromRequest<'a> for ClientAddr {
         Ok(Self(addr))
     }
 }
+
+/// The parameters of a body in any accepted encoding, within the body limit: for the pages'
+/// forms (the API's routes use [`BodyParams`], which also describes itself to the spec).
+pub struct FormFields(pub HashMap<String, String>);
+
+impl<'a> FromRequest<'a> for FormFields {
+    async fn from_request(request: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(Self(parse_body(request, body).await?))
+    }
+}

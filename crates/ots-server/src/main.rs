@@ -252,6 +252,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         body_limit: args.body_limit,
         rate_limits: plans.rate_limits.clone(),
         trusted_proxy_header: plans.trusted_proxy_header.clone(),
+        public_url: args.public_url.clone(),
     };
     let app = ots_http::app(svc, &http);
     let listener = poem::listener::TcpListener::bind(args.listen.clone());
