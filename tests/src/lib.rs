@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ots_domain::{random_string, SystemRng, KEY_ALPHABET};
 
+pub mod browser;
 pub mod smtp;
 
 pub use ots_store_postgres::testing::{fresh_database, TestDatabase};

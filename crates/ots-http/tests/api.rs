@@ -946,10 +946,7 @@ mod pages {
                 .header(header::COOKIE, format!("ots_csrf={csrf}")),
         )
         .await;
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
         assert!(!html.contains("<script>alert(1)"));
     }
 

@@ -1,6 +1,7 @@
 //! End-to-end: the real `ots` binary, real SQLite files, a real Postgres, real HTTP.
 
 mod admin;
+mod browser;
 mod durability;
 mod mail;
 mod outage;
