@@ -382,6 +382,21 @@ impl fmt::Debug for StoredSecret {
     }
 }
 
+/// What one sweep deleted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Swept {
+    /// Secrets that expired unread.
+    pub secrets: u64,
+    /// Metadata records past twice their secret's ttl.
+    pub metadata: u64,
+}
+
+impl Swept {
+    pub fn total(self) -> u64 {
+        self.secrets + self.metadata
+    }
+}
+
 /// What a failed passphrase try did to the secret.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FailedTry {

@@ -68,13 +68,18 @@ pub trait SecretRepository: Send + Sync {
 
     /// Deletes at most `batch` expired secrets and `batch` expired metadata records, returning
     /// how many rows went. MUST be safe to run from several processes at once.
-    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError>;
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError>;
 
     /// Burns every unread secret of a customer and forgets its metadata (account removal).
     async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError>;
 
-    /// Whether the store answers.
+    /// Whether the store answers and its schema is up to date.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Pooled connections: (open, idle), for metrics; `None` for stores without a pool.
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Mail waiting to be delivered, kept in the store beside the secrets.
@@ -246,7 +251,7 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     ) -> Result<Vec<Metadata>, StoreError> {
         (**self).recent(custid, now, limit).await
     }
-    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
         (**self).sweep_expired(now, batch).await
     }
     async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError> {
@@ -254,6 +259,9 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
+    }
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        (**self).pool_usage()
     }
 }
 

@@ -443,6 +443,11 @@ where
             .collect())
     }
 
+    /// The store's pooled connections (open, idle), when it has a pool.
+    pub fn pool_usage(&self) -> Option<(u32, u32)> {
+        self.secrets.pool_usage()
+    }
+
     /// Whether the store answers.
     pub async fn is_available(&self) -> bool {
         match self.secrets.ping().await {
@@ -501,13 +506,14 @@ where
     }
 
     /// Deletes expired secrets and metadata, in batches of `batch`, until none are left.
-    pub async fn sweep_expired(&self, batch: u32) -> Result<u64, OtsError> {
+    pub async fn sweep_expired(&self, batch: u32) -> Result<Swept, OtsError> {
         let now = self.clock.now();
-        let mut total = 0;
+        let mut total = Swept::default();
         loop {
             let n = self.secrets.sweep_expired(now, batch).await?;
-            total += n;
-            if n < u64::from(batch) {
+            total.secrets += n.secrets;
+            total.metadata += n.metadata;
+            if n.secrets < u64::from(batch) && n.metadata < u64::from(batch) {
                 return Ok(total);
             }
         }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
 use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretStore, Service};
@@ -15,11 +15,13 @@ mod error;
 mod pages;
 mod params;
 mod ratelimit;
+mod telemetry;
 
 pub use api::{Api, MetadataObject, State};
 pub use error::{json_error, ErrorBody};
 pub use params::{BodyLimit, TrustedProxyHeader};
 pub use ratelimit::{ClassLimits, Limit, Limiter, RateLimits, RouteClass, Unlimited};
+pub use telemetry::{redact_path, Metrics, REQUEST_ID};
 
 /// The use cases with the adapters the binary chose at run time.
 pub type AppService = Service<
@@ -31,8 +33,10 @@ pub type AppService = Service<
 >;
 
 /// HTTP settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpConfig {
+    /// Where request and secret metrics are counted (shared with the server's workers).
+    pub metrics: Arc<Metrics>,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Rate limits by plan name; `anonymous` applies per client address.
@@ -47,6 +51,7 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
+            metrics: Arc::new(Metrics::new()),
             body_limit: 1 << 20,
             rate_limits: HashMap::from([
                 ("anonymous".to_owned(), ClassLimits::default()),
@@ -92,7 +97,7 @@ pub fn app_with_limiter(
     limiter: Arc<dyn Limiter>,
 ) -> impl Endpoint {
     let pages = pages::routes(svc.clone(), limiter.clone(), &config.public_url);
-    let api = api_service(svc, limiter);
+    let api = api_service(svc.clone(), limiter);
     let docs = api.rapidoc();
     let spec = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
@@ -100,59 +105,58 @@ pub fn app_with_limiter(
         .at("/api/v1/openapi.json", spec)
         .at("/api/v1/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
+        .at(
+            "/metrics",
+            poem::get(metrics_endpoint)
+                .data(svc.clone())
+                .data(config.metrics.clone()),
+        )
+        .at("/healthz", poem::get(healthz))
+        .at("/readyz", poem::get(readyz).data(svc.clone()))
         .nest_no_strip("/api", api)
         .nest("/", pages)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(BodyLimit(config.body_limit))
         .data(TrustedProxyHeader(config.trusted_proxy_header.clone()))
         .catch_all_error(error::json_errors)
-        .around(log_request)
-}
-
-/// One log line per request: method, path with keys redacted, status, latency. Keys are
-/// capabilities and never reach the logs; query strings (which may carry secrets) are dropped.
-async fn log_request<E: Endpoint>(ep: Arc<E>, req: poem::Request) -> poem::Result<poem::Response> {
-    let method = req.method().clone();
-    let path = redact_path(req.uri().path());
-    let started = std::time::Instant::now();
-    let span = tracing::info_span!("request", %method, %path);
-    let result = tracing::Instrument::instrument(ep.call(req), span.clone()).await;
-    let response = match result {
-        Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
-    };
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
-    span.in_scope(|| tracing::info!(status, micros, "request"));
-    Ok(response)
-}
-
-/// Replaces every path segment that looks like a key (31 base-36 characters) with `:key`.
-pub fn redact_path(path: &str) -> String {
-    path.split('/')
-        .map(|segment| {
-            if segment.len() >= 20 && segment.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                ":key"
-            } else {
-                segment
-            }
+        .around({
+            let metrics = config.metrics.clone();
+            move |ep, req| telemetry::observe(ep, req, metrics.clone())
         })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_are_redacted_from_logged_paths() {
-        assert_eq!(
-            super::redact_path("/api/v1/secret/153l8vbwqx5taskp92pf05uvgjefvu9"),
-            "/api/v1/secret/:key"
-        );
-        assert_eq!(
-            super::redact_path("/api/v1/private/qjpjroeit8wra0ojeyhcw5pjsgwtuq7/burn"),
-            "/api/v1/private/:key/burn"
-        );
-        assert_eq!(super::redact_path("/api/v1/share"), "/api/v1/share");
+#[poem::handler]
+async fn metrics_endpoint(
+    svc: poem::web::Data<&Arc<AppService>>,
+    metrics: poem::web::Data<&Arc<Metrics>>,
+) -> poem::Response {
+    poem::Response::builder()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render(&svc).await)
+}
+
+/// The process is up.
+#[poem::handler]
+fn healthz() -> poem::Response {
+    json_response(poem::http::StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+/// The store answers and its migrations are applied: ready for traffic.
+#[poem::handler]
+async fn readyz(svc: poem::web::Data<&Arc<AppService>>) -> poem::Response {
+    if svc.is_available().await {
+        json_response(poem::http::StatusCode::OK, r#"{"status":"ready"}"#)
+    } else {
+        json_response(
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"unavailable"}"#,
+        )
     }
+}
+
+fn json_response(status: poem::http::StatusCode, body: &'static str) -> poem::Response {
+    poem::Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(body)
 }

@@ -244,11 +244,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         svc.clone(),
         Duration::from_millis(args.mail_poll_ms),
     ));
+    let metrics = Arc::new(ots_http::Metrics::new());
     let sweeper = tokio::spawn(sweep_forever(
         svc.clone(),
         Duration::from_secs(args.sweep_interval),
+        metrics.clone(),
     ));
     let http = HttpConfig {
+        metrics: metrics.clone(),
         body_limit: args.body_limit,
         rate_limits: plans.rate_limits.clone(),
         trusted_proxy_header: plans.trusted_proxy_header.clone(),
@@ -277,13 +280,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-async fn sweep_forever(svc: Arc<AppService>, every: Duration) {
+async fn sweep_forever(svc: Arc<AppService>, every: Duration, metrics: Arc<ots_http::Metrics>) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
         match svc.sweep_expired(1000).await {
-            Ok(0) => {}
-            Ok(n) => info!(rows = n, "swept expired secrets and metadata"),
+            Ok(swept) if swept.total() == 0 => {}
+            Ok(swept) => {
+                metrics.expired(swept.secrets);
+                info!(
+                    secrets = swept.secrets,
+                    metadata = swept.metadata,
+                    "swept expired rows"
+                );
+            }
             Err(err) => warn!(error = %err, "sweep failed; will retry"),
         }
     }

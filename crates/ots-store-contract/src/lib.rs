@@ -358,7 +358,7 @@ pub async fn sweep_deletes_only_expired_rows_in_batches<S: SecretRepository>(sto
     // At T0+60 the five secrets are expired, their metadata (2×ttl) not yet.
     let mut swept = 0;
     loop {
-        let n = store.sweep_expired(T0 + 60, 2).await.unwrap();
+        let n = store.sweep_expired(T0 + 60, 2).await.unwrap().total();
         assert!(
             n <= 4,
             "a batch of 2 deletes at most 2 secrets and 2 metadata, got {n}"
@@ -381,7 +381,7 @@ pub async fn sweep_deletes_only_expired_rows_in_batches<S: SecretRepository>(sto
             .is_some());
     }
     assert_eq!(
-        store.sweep_expired(T0 + 120, 100).await.unwrap(),
+        store.sweep_expired(T0 + 120, 100).await.unwrap().total(),
         5,
         "then the metadata at 2×ttl"
     );

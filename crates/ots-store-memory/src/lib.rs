@@ -159,7 +159,7 @@ impl SecretRepository for MemoryStore {
         Ok(items)
     }
 
-    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
         let mut state = self.lock();
         let secrets: Vec<SecretKey> = state
             .secrets
@@ -182,7 +182,10 @@ impl SecretRepository for MemoryStore {
             state.metadata.remove(key);
         }
         state.forget_orphan_mail();
-        Ok((secrets.len() + metadata.len()) as u64)
+        Ok(Swept {
+            secrets: secrets.len() as u64,
+            metadata: metadata.len() as u64,
+        })
     }
 
     async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {

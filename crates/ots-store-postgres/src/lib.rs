@@ -197,6 +197,21 @@ impl PgStore {
     }
 }
 
+/// Answers only when every embedded migration has been applied.
+async fn schema_is_current(pool: &PgPool) -> Result<(), StoreError> {
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(store_err)?;
+    let expected = MIGRATOR.iter().count() as i64;
+    if applied < expected {
+        return Err(StoreError::Unavailable(format!(
+            "{applied} of {expected} migrations applied: run `ots migrate`"
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SecretRepository for PgStore {
     async fn create(
@@ -421,14 +436,14 @@ impl SecretRepository for PgStore {
 
     /// `SKIP LOCKED`: concurrent sweeps from several processes take disjoint batches, never
     /// wait on each other, and never delete a row twice.
-    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for table in ["secrets", "metadata"] {
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
+        let mut counts = [0u64; 2];
+        for (slot, table) in ["secrets", "metadata"].into_iter().enumerate() {
             let sql = format!(
                 "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} \
                  WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"
             );
-            total += sqlx::query(&sql)
+            counts[slot] = sqlx::query(&sql)
                 .bind(now)
                 .bind(i64::from(batch))
                 .execute(&self.pool)
@@ -436,7 +451,10 @@ impl SecretRepository for PgStore {
                 .map_err(store_err)?
                 .rows_affected();
         }
-        Ok(total)
+        Ok(Swept {
+            secrets: counts[0],
+            metadata: counts[1],
+        })
     }
 
     async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {
@@ -450,11 +468,11 @@ impl SecretRepository for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(store_err)
+        schema_is_current(&self.pool).await
+    }
+
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        Some((self.pool.size(), self.pool.num_idle() as u32))
     }
 }
 

@@ -358,15 +358,15 @@ impl SecretRepository for SqliteStore {
             .collect()
     }
 
-    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<u64, StoreError> {
+    async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
         let mut tx = self.begin().await?;
-        let mut total = 0;
-        for table in ["secrets", "metadata"] {
+        let mut counts = [0u64; 2];
+        for (slot, table) in ["secrets", "metadata"].into_iter().enumerate() {
             let sql = format!(
                 "DELETE FROM {table} WHERE key IN \
                  (SELECT key FROM {table} WHERE expires_at <= ? LIMIT ?)"
             );
-            total += sqlx::query(&sql)
+            counts[slot] = sqlx::query(&sql)
                 .bind(now)
                 .bind(i64::from(batch))
                 .execute(&mut *tx)
@@ -375,7 +375,10 @@ impl SecretRepository for SqliteStore {
                 .rows_affected();
         }
         tx.commit().await.map_err(store_err)?;
-        Ok(total)
+        Ok(Swept {
+            secrets: counts[0],
+            metadata: counts[1],
+        })
     }
 
     async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {
@@ -389,11 +392,21 @@ impl SecretRepository for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map(|_| ())
-            .map_err(store_err)
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(store_err)?;
+        if applied < MIGRATOR.iter().count() as i64 {
+            return Err(StoreError::Unavailable("migrations not applied".into()));
+        }
+        Ok(())
+    }
+
+    fn pool_usage(&self) -> Option<(u32, u32)> {
+        let size = self.writer.size() + self.reader.size();
+        let idle = (self.writer.num_idle() + self.reader.num_idle()) as u32;
+        Some((size, idle))
     }
 }
 

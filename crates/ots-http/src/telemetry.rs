@@ -1,0 +1,261 @@
+//! Request ids, one log line per request, Prometheus metrics, and the health endpoints.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Endpoint, IntoResponse, Request, Response};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::AppService;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The service's metrics, in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    secrets: IntCounterVec,
+    store_errors: IntCounterVec,
+    outbox_backlog: IntGauge,
+    pool_size: IntGauge,
+    pool_idle: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ots_http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "ots_http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let secrets = IntCounterVec::new(
+            Opts::new(
+                "ots_secrets_total",
+                "Secrets by what happened to them: created, revealed, burned, expired",
+            ),
+            &["event"],
+        )
+        .expect("valid metric");
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "ots_store_errors_total",
+                "Requests answered 5xx because of the store",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        let outbox_backlog = IntGauge::new("ots_outbox_backlog", "Mails waiting in the outbox")
+            .expect("valid metric");
+        let pool_size = IntGauge::new("ots_db_pool_connections", "Open database connections")
+            .expect("valid metric");
+        let pool_idle = IntGauge::new("ots_db_pool_idle_connections", "Idle database connections")
+            .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(secrets.clone()),
+            Box::new(store_errors.clone()),
+            Box::new(outbox_backlog.clone()),
+            Box::new(pool_size.clone()),
+            Box::new(pool_idle.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            secrets,
+            store_errors,
+            outbox_backlog,
+            pool_size,
+            pool_idle,
+        }
+    }
+
+    /// Counts secrets that expired unread (the sweep reports them).
+    pub fn expired(&self, n: u64) {
+        self.secrets.with_label_values(&["expired"]).inc_by(n);
+    }
+
+    fn observe(&self, route: &'static str, method: &str, status: StatusCode, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+        let event = match (route, status.as_u16()) {
+            ("/api/v1/share" | "/api/v1/generate", 200) | ("/", 303) => Some("created"),
+            ("/api/v1/secret/:key", 200) => Some("revealed"),
+            ("/secret/:key", 200) if method == "POST" => Some("revealed"),
+            ("/api/v1/private/:key/burn", 200) | ("/private/:key/burn", 303) => Some("burned"),
+            _ => None,
+        };
+        if let Some(event) = event {
+            self.secrets.with_label_values(&[event]).inc();
+        }
+        if matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR
+        ) {
+            self.store_errors
+                .with_label_values(&[status.as_str()])
+                .inc();
+        }
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub async fn render(&self, svc: &AppService) -> String {
+        if let Ok(n) = svc.mail_backlog().await {
+            self.outbox_backlog.set(n as i64);
+        }
+        if let Some((size, idle)) = svc.pool_usage() {
+            self.pool_size.set(i64::from(size));
+            self.pool_idle.set(i64::from(idle));
+        }
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The routes metrics are labelled with; anything else is `other` (bounded cardinality).
+const ROUTES: &[&str] = &[
+    "/api/v1/share",
+    "/api/v1/generate",
+    "/api/v1/secret/:key",
+    "/api/v1/private/recent",
+    "/api/v1/private/:key",
+    "/api/v1/private/:key/burn",
+    "/api/v1/status",
+    "/api/v1/authcheck",
+    "/api/v1/openapi.json",
+    "/api/v1/openapi.yaml",
+    "/docs",
+    "/",
+    "/secret/:key",
+    "/private/:key",
+    "/private/:key/burn",
+    "/static/ots.css",
+    "/static/ots.js",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+];
+
+fn route_label(redacted: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == redacted)
+        .unwrap_or("other")
+}
+
+/// Replaces every path segment that looks like a key with `:key`.
+pub fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            if segment.len() >= 20 && segment.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                ":key"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            ots_domain::random_string(&ots_domain::SystemRng::new(), 16, ots_domain::KEY_ALPHABET)
+                .unwrap_or_default()
+        })
+}
+
+/// Wraps the app: a request id on every request (taken from `x-request-id` or made, returned
+/// in the response, a field of every log line of the request), one log line per request with
+/// the path's keys redacted and no query string, and the metrics.
+pub async fn observe<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    metrics: Arc<Metrics>,
+) -> poem::Result<Response> {
+    let method = req.method().as_str().to_owned();
+    let path = redact_path(req.uri().path());
+    let id = request_id(&req);
+    let started = Instant::now();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let result = tracing::Instrument::instrument(ep.call(req), span.clone()).await;
+    let mut response = match result {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    let elapsed = started.elapsed();
+    let status = response.status();
+    metrics.observe(route_label(&path), &method, status, elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            micros = elapsed.as_micros() as u64,
+            "request"
+        )
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_redacted_and_routes_bounded() {
+        assert_eq!(
+            redact_path("/api/v1/secret/153l8vbwqx5taskp92pf05uvgjefvu9"),
+            "/api/v1/secret/:key"
+        );
+        assert_eq!(
+            redact_path("/api/v1/private/qjpjroeit8wra0ojeyhcw5pjsgwtuq7/burn"),
+            "/api/v1/private/:key/burn"
+        );
+        assert_eq!(
+            route_label("/api/v1/private/:key/burn"),
+            "/api/v1/private/:key/burn"
+        );
+        assert_eq!(route_label("/wp-admin/setup.php"), "other");
+    }
+}
