@@ -20,19 +20,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use std::ffi::OsString;
+
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use ots_domain::Plan;
 use ots_http::{ClassLimits, Limit};
 
+/// The plan part of the file. Every other key is a command-line setting, applied by
+/// [`parse_cli`] as that setting's default (so the environment and flags win).
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// SMTP URL for recipient mail (`OTS_SMTP_URL` wins).
-    pub smtp_url: Option<String>,
-    /// Sender of recipient mail (`OTS_MAIL_FROM` wins).
-    pub mail_from: Option<String>,
     pub default_plan: Option<String>,
     pub trusted_proxy_header: Option<String>,
     #[serde(default)]
@@ -61,6 +60,85 @@ pub struct RateLimitsConfig {
 pub struct LimitConfig {
     pub burst: u32,
     pub per_minute: u32,
+}
+
+/// Keys of the file that are not command-line settings.
+const PLAN_KEYS: &[&str] = &["plans", "default_plan", "trusted_proxy_header"];
+
+/// The config file named by `--config PATH`, `--config=PATH` or `OTS_CONFIG`.
+fn config_path(args: &[OsString]) -> Option<std::path::PathBuf> {
+    let mut iter = args.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(arg) = iter.next() {
+        if arg == "--config" {
+            return iter.next().map(Into::into);
+        }
+        if let Some(path) = arg.strip_prefix("--config=") {
+            return Some(path.into());
+        }
+    }
+    std::env::var_os("OTS_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
+/// Sets `value` as the default of every argument named `key`, in every subcommand.
+fn set_default(
+    cmd: clap::Command,
+    key: &str,
+    value: &'static str,
+    found: &mut bool,
+) -> clap::Command {
+    let mut cmd = cmd;
+    if key != "config" && cmd.get_arguments().any(|a| a.get_id() == key) {
+        cmd = cmd.mut_arg(key, |a| a.default_value(value));
+        *found = true;
+    }
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(name, |sub| set_default(sub, key, value, found));
+    }
+    cmd
+}
+
+/// Parses the command line with the config file's settings as defaults: flags win over the
+/// environment, which wins over the file, which wins over the built-in defaults. Values from
+/// the file pass the same checks as flags. An unknown key in the file is an error.
+pub fn parse_cli<C: clap::Parser>() -> Result<C> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let mut cmd = C::command();
+    if let Some(path) = config_path(&args) {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("in the config file {}", path.display()))?;
+        for (key, value) in table {
+            if PLAN_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                _ => bail!(
+                    "{}: setting `{key}` must be a string, a number or a boolean",
+                    path.display()
+                ),
+            };
+            // Parsed once at start; the defaults live as long as the process.
+            let value: &'static str = Box::leak(text.into_boxed_str());
+            let mut found = false;
+            cmd = set_default(cmd, &key, value, &mut found);
+            if !found {
+                bail!("{}: unknown setting `{key}`", path.display());
+            }
+        }
+    }
+    let matches = cmd.get_matches_from(args);
+    C::from_arg_matches(&matches).map_err(|e| anyhow::anyhow!(e.to_string()))
 }
 
 /// Plans as the service and the HTTP layer need them.
@@ -227,6 +305,6 @@ mod tests {
             err("[plans.basic]\nrate_limits.create = { burst = 0, per_minute = 1 }")
                 .contains("burst")
         );
-        assert!(err("unknown_key = 1").contains("unknown"));
+        assert!(err("[plans.basic]\nunknown_key = 1").contains("unknown"));
     }
 }

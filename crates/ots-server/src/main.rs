@@ -34,9 +34,13 @@ struct Cli {
 enum Command {
     /// Serve the API, its spec and its docs.
     Serve(Box<ServeArgs>),
-    /// Print the OpenAPI spec (JSON), or write openapi.json and openapi.yaml into a folder.
     /// Apply the database migrations and exit.
     Migrate(StoreArgs),
+    /// Validate the configuration (file, environment, flags) and print what is in force.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Manage customer accounts (works while a server runs on the same store).
     Customer {
         #[command(flatten)]
@@ -51,11 +55,18 @@ enum Command {
         #[command(subcommand)]
         action: admin::TokenAction,
     },
+    /// Print the OpenAPI spec (JSON), or write openapi.json and openapi.yaml into a folder.
     Openapi {
         /// Folder to write openapi.json and openapi.yaml into.
         #[arg(long)]
         write: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Check every setting as `serve` would, without serving; exit 1 with the reason if wrong.
+    Check(Box<ServeArgs>),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -67,7 +78,8 @@ struct StoreArgs {
     /// Folder for the generated master secret and the embedded database.
     #[arg(long, env = "OTS_DATA_DIR", default_value = "./ots-data")]
     data_dir: PathBuf,
-    /// The configuration file (TOML): plans, their limits, the trusted proxy header.
+    /// The configuration file (TOML): any setting below by its long name with `_` for `-`
+    /// (flags and environment win), plus plans, rate limits and the trusted proxy header.
     #[arg(long, env = "OTS_CONFIG")]
     config: Option<PathBuf>,
     /// Postgres: most pooled connections per process.
@@ -170,7 +182,13 @@ fn policy_of(plans: &config::Plans) -> Policy {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::parse_cli::<Cli>() {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -194,6 +212,9 @@ fn run(cli: Cli) -> Result<()> {
                 info!(store = %stores.description, "migrations applied");
                 Ok(())
             }
+            Command::Config {
+                action: ConfigAction::Check(args),
+            } => check_config(&args),
             Command::Customer { store, action } => admin::customer(&store, action).await,
             Command::Token { store, action } => admin::token(&store, action).await,
             Command::Openapi { write } => openapi(write.as_deref()),
@@ -229,6 +250,69 @@ fn build_service(
     ))
 }
 
+/// Everything `serve` validates before it binds, without side effects (no master secret is
+/// generated, no database is opened); prints the settings in force, secrets redacted.
+fn check_config(args: &ServeArgs) -> Result<()> {
+    let file = config::FileConfig::load(args.store.config.as_deref())?;
+    let plans = file.plans()?;
+    let policy = args.policy(&plans)?;
+    args.listen
+        .parse::<std::net::SocketAddr>()
+        .with_context(|| format!("listen address {:?} is not HOST:PORT", args.listen))?;
+    if !(args.public_url.starts_with("http://") || args.public_url.starts_with("https://")) {
+        bail!(
+            "public URL {:?} must start with http:// or https://",
+            args.public_url
+        );
+    }
+    let url = store::database_url(&args.store);
+    store::check_url(&url)?;
+    match std::env::var("OTS_SECRET") {
+        Ok(secret) => {
+            master_secret::check(&secret)?;
+        }
+        Err(_) => println!(
+            "master secret: none set; `serve` uses (or creates) {}",
+            args.store.data_dir.join("master.key").display()
+        ),
+    }
+    mailer(args)?;
+    println!("listen: {}", args.listen);
+    println!("public url: {}", args.public_url);
+    println!("store: {}", store::redact(&url));
+    println!(
+        "smtp: {}",
+        args.smtp_url
+            .as_deref()
+            .map_or("off (logged only)".to_owned(), store::redact)
+    );
+    println!(
+        "default ttl: {} s, passphrase tries: {}, bcrypt cost: {}",
+        policy.default_ttl, policy.max_passphrase_tries, policy.bcrypt_cost
+    );
+    for plan in std::iter::once(&policy.anonymous_plan).chain(&policy.plans) {
+        let limits = plans
+            .rate_limits
+            .get(&plan.name)
+            .copied()
+            .unwrap_or_default();
+        println!(
+            "plan {}: {} bytes, ttl ≤ {} s, create {}/{} reveal {}/{} other {}/{} (burst/min)",
+            plan.name,
+            plan.max_secret_bytes,
+            plan.max_ttl,
+            limits.create.burst,
+            limits.create.per_minute,
+            limits.reveal.burst,
+            limits.reveal.per_minute,
+            limits.other.burst,
+            limits.other.per_minute,
+        );
+    }
+    println!("configuration OK");
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log, &args.log_format)?;
     let file = config::FileConfig::load(args.store.config.as_deref())?;
@@ -237,7 +321,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let master = master_secret::load(std::env::var("OTS_SECRET").ok(), &args.store.data_dir)?;
     let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
     let stores = store::open(&args.store, !args.no_migrate).await?;
-    let mailer = mailer(&args, &file)?;
+    let mailer = mailer(&args)?;
     let svc = build_service(stores.secrets, stores.customers, mailer, cipher, policy);
 
     let postman = tokio::spawn(deliver_forever(
@@ -299,17 +383,15 @@ async fn sweep_forever(svc: Arc<AppService>, every: Duration, metrics: Arc<ots_h
     }
 }
 
-/// SMTP when configured (flag or env first, then the file), else log-only.
-fn mailer(args: &ServeArgs, file: &config::FileConfig) -> Result<Arc<dyn Mailer>> {
-    let url = args.smtp_url.clone().or_else(|| file.smtp_url.clone());
-    let Some(url) = url.filter(|u| !u.is_empty()) else {
+/// SMTP when configured, else log-only.
+fn mailer(args: &ServeArgs) -> Result<Arc<dyn Mailer>> {
+    let Some(url) = args.smtp_url.clone().filter(|u| !u.is_empty()) else {
         info!("no SMTP configured: recipient mail is logged, not sent");
         return Ok(Arc::new(ots_mail::LogMailer));
     };
     let from = args
         .mail_from
         .clone()
-        .or_else(|| file.mail_from.clone())
         .context("OTS_SMTP_URL is set but OTS_MAIL_FROM (the sender address) is not")?;
     let smtp =
         ots_mail::SmtpMailer::new(&url, &from, &args.public_url).map_err(anyhow::Error::msg)?;

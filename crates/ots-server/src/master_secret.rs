@@ -11,14 +11,20 @@ use tracing::warn;
 
 const FILE: &str = "master.key";
 
+/// A master secret given in `OTS_SECRET` must be long enough.
+pub fn check(secret: &str) -> Result<()> {
+    if secret.len() < MIN_MASTER_SECRET_LEN {
+        bail!(
+            "OTS_SECRET is too short: use at least {MIN_MASTER_SECRET_LEN} bytes \
+             (e.g. `openssl rand -hex 32`)"
+        );
+    }
+    Ok(())
+}
+
 pub fn load(from_env: Option<String>, data_dir: &Path) -> Result<String> {
     if let Some(secret) = from_env {
-        if secret.len() < MIN_MASTER_SECRET_LEN {
-            bail!(
-                "OTS_SECRET is too short: use at least {MIN_MASTER_SECRET_LEN} bytes \
-                 (e.g. `openssl rand -hex 32`)"
-            );
-        }
+        check(&secret)?;
         return Ok(secret);
     }
     let path = data_dir.join(FILE);

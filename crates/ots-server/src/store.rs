@@ -36,6 +36,7 @@ fn both<S: SecretStore + CustomerRepository + 'static>(store: S, description: St
 /// Opens the store the URL names (`migrate`: apply migrations first).
 pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
     let url = database_url(args);
+    check_url(&url)?;
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(both(
             ots_store_memory::MemoryStore::new(),
@@ -64,6 +65,19 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
         _ => bail!(
             "unsupported database URL {:?}: use memory://, sqlite://PATH or postgres://…",
             redact(&url)
+        ),
+    }
+}
+
+/// Whether the URL names a store ots knows, with a clear error if not.
+pub fn check_url(url: &str) -> Result<()> {
+    match url.split_once("://") {
+        Some(("memory", _)) => Ok(()),
+        Some(("sqlite", path)) if !path.is_empty() => Ok(()),
+        Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(()),
+        _ => bail!(
+            "unsupported database URL {:?}: use memory://, sqlite://PATH or postgres://USER@HOST/DB",
+            redact(url)
         ),
     }
 }

@@ -162,3 +162,47 @@ async fn plans_and_rate_limits_come_from_the_config_file() {
         .unwrap()
         .contains("Too many requests"));
 }
+
+#[test]
+fn config_check_layers_file_env_and_flags_and_names_what_is_wrong() {
+    let data = TempDir::new("config");
+    let mut config = Config::sqlite(&data.0);
+    ots_tests::write_config(
+        &mut config,
+        &data.0,
+        "listen = \"127.0.0.1:9999\"\nbcrypt_cost = 6\n[plans.pro]\nmax_secret_bytes = 5000\n",
+    );
+    config.set("OTS_BCRYPT_COST", "7");
+    let (code, out, err) = config.run(&["config", "check", "--listen", "127.0.0.1:8888"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("listen: 127.0.0.1:8888"),
+        "a flag wins over the file: {out}"
+    );
+    assert!(
+        out.contains("bcrypt cost: 7"),
+        "the environment wins over the file: {out}"
+    );
+    assert!(out.contains("plan pro: 5000 bytes"), "{out}");
+    assert!(out.contains("configuration OK"));
+
+    for (file, needle) in [
+        ("lisen = \"x\"\n", "unknown setting `lisen`"),
+        ("default_plan = \"gold\"\n", "gold"),
+        (
+            "database_url = \"mysql://db\"\n",
+            "unsupported database URL",
+        ),
+    ] {
+        let dir = TempDir::new("config-bad");
+        let mut bad = Config::sqlite(&dir.0);
+        ots_tests::write_config(&mut bad, &dir.0, file);
+        let (code, _, err) = bad.run(&["config", "check"], "");
+        assert_ne!(code, 0, "{file}");
+        assert!(err.contains(needle), "{file}: {err}");
+    }
+    config.set("OTS_SECRET", "too short");
+    let (code, _, err) = config.run(&["config", "check"], "");
+    assert_eq!(code, 1);
+    assert!(err.contains("too short"), "{err}");
+}
