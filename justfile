@@ -18,3 +18,8 @@ openapi:
 # What CI checks: fmt, clippy, tests (Postgres included), spec drift
 check:
     bash .ci/run
+
+# Load benchmark of the release binary on each store (BENCH_PG_URL adds Postgres and pgbench)
+bench:
+    cargo build --release -p ots-server -p ots-bench
+    BENCH_PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}" target/release/ots-bench

@@ -18,6 +18,8 @@ pub struct Policy {
     /// Failed passphrase tries after which a secret is burned.
     pub max_passphrase_tries: u32,
     pub bcrypt_cost: u32,
+    /// Passphrase hashes computed at once (each takes a core for its duration).
+    pub bcrypt_concurrency: usize,
     /// The plan of requests without credentials.
     pub anonymous_plan: Plan,
     /// Plans customers can be on.
@@ -37,6 +39,7 @@ impl Default for Policy {
             min_ttl: 60,
             max_passphrase_tries: 10,
             bcrypt_cost: 12,
+            bcrypt_concurrency: default_bcrypt_concurrency(),
             anonymous_plan: Plan::anonymous(),
             plans: vec![Plan::basic()],
             default_plan: "basic".into(),
@@ -110,6 +113,7 @@ pub struct Service<S, C, M, K, R> {
     rng: R,
     cipher: Cipher,
     policy: Policy,
+    bcrypt_slots: tokio::sync::Semaphore,
 }
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
@@ -129,6 +133,7 @@ where
         cipher: Cipher,
         policy: Policy,
     ) -> Self {
+        let bcrypt_slots = tokio::sync::Semaphore::new(policy.bcrypt_concurrency.max(1));
         Self {
             secrets,
             customers,
@@ -137,6 +142,7 @@ where
             rng,
             cipher,
             policy,
+            bcrypt_slots,
         }
     }
 
@@ -236,9 +242,11 @@ where
             Some(p) => {
                 let (p, cost) = (p.clone(), self.policy.bcrypt_cost);
                 Some(
-                    blocking(move || crypto::hash_passphrase(&p, cost))
-                        .await?
-                        .map_err(OtsError::Internal)?,
+                    blocking(&self.bcrypt_slots, move || {
+                        crypto::hash_passphrase(&p, cost)
+                    })
+                    .await?
+                    .map_err(OtsError::Internal)?,
                 )
             }
             None => None,
@@ -337,7 +345,12 @@ where
         let passphrase = if let Some(hash) = stored.passphrase_hash.clone() {
             let given = passphrase.clone();
             let ok = match given {
-                Some(p) => blocking(move || crypto::verify_passphrase(&p, &hash)).await?,
+                Some(p) => {
+                    blocking(&self.bcrypt_slots, move || {
+                        crypto::verify_passphrase(&p, &hash)
+                    })
+                    .await?
+                }
                 None => false,
             };
             if !ok {
@@ -559,12 +572,26 @@ pub fn random_string<R: Rng + ?Sized>(
     Ok(out)
 }
 
-/// Runs CPU-heavy work (bcrypt) on tokio's blocking pool, inside the caller's tracing span.
+/// Runs CPU-heavy work (bcrypt) on tokio's blocking pool, inside the caller's tracing span,
+/// once one of `slots` is free: bcrypt may use at most that many cores, so the async workers
+/// keep the rest and plain requests stay fast while passphrase checks queue.
 async fn blocking<T: Send + 'static>(
+    slots: &tokio::sync::Semaphore,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, OtsError> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| OtsError::Internal(format!("bcrypt slots closed: {e}")))?;
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(work))
         .await
         .map_err(|e| OtsError::Internal(format!("blocking task failed: {e}")))
+}
+
+/// Cores bcrypt may use at once: all but one (at least one).
+pub fn default_bcrypt_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
 }

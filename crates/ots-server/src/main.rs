@@ -106,6 +106,10 @@ struct ServeArgs {
     /// bcrypt cost of passphrase hashes (4–31).
     #[arg(long, env = "OTS_BCRYPT_COST", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
     bcrypt_cost: u32,
+    /// Passphrase hashes computed at once (default: all cores but one), so bcrypt cannot take
+    /// every core from plain requests.
+    #[arg(long, env = "OTS_BCRYPT_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    bcrypt_concurrency: Option<u32>,
     /// ttl of secrets whose request names none, in seconds.
     #[arg(long, env = "OTS_DEFAULT_TTL", default_value_t = 7 * 24 * 3600)]
     default_ttl: i64,
@@ -160,13 +164,17 @@ impl ServeArgs {
         if anonymous.max_ttl < 60 || self.default_ttl < 60 {
             bail!("ttls must be at least 60 seconds");
         }
+        let defaults = policy_of(plans);
         Ok(Policy {
+            bcrypt_concurrency: self
+                .bcrypt_concurrency
+                .map_or(defaults.bcrypt_concurrency, |n| n as usize),
             default_ttl: self.default_ttl,
             max_passphrase_tries: self.max_passphrase_tries,
             bcrypt_cost: self.bcrypt_cost,
             anonymous_plan: anonymous,
             require_account_for_email: self.require_account_for_email,
-            ..policy_of(plans)
+            ..defaults
         })
     }
 }
