@@ -80,6 +80,9 @@ pub trait SecretRepository: Send + Sync {
     fn pool_usage(&self) -> Option<(u32, u32)> {
         None
     }
+
+    /// Closes the store's connections gracefully (at shutdown).
+    async fn close(&self) {}
 }
 
 /// Mail waiting to be delivered, kept in the store beside the secrets.
@@ -262,6 +265,9 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     fn pool_usage(&self) -> Option<(u32, u32)> {
         (**self).pool_usage()
+    }
+    async fn close(&self) {
+        (**self).close().await
     }
 }
 

@@ -456,6 +456,11 @@ where
             .collect())
     }
 
+    /// Closes the store's connections (after the last request).
+    pub async fn close(&self) {
+        self.secrets.close().await;
+    }
+
     /// The store's pooled connections (open, idle), when it has a pool.
     pub fn pool_usage(&self) -> Option<(u32, u32)> {
         self.secrets.pool_usage()

@@ -349,7 +349,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         trusted_proxy_header: plans.trusted_proxy_header.clone(),
         public_url: args.public_url.clone(),
     };
-    let app = ots_http::app(svc, &http);
+    let app = ots_http::app(svc.clone(), &http);
     let listener = poem::listener::TcpListener::bind(args.listen.clone());
     let acceptor = poem::listener::Listener::into_acceptor(listener)
         .await
@@ -368,6 +368,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .context("serving")?;
     sweeper.abort();
     postman.abort();
+    svc.close().await;
     info!("ots stopped");
     Ok(())
 }

@@ -474,6 +474,10 @@ impl SecretRepository for PgStore {
     fn pool_usage(&self) -> Option<(u32, u32)> {
         Some((self.pool.size(), self.pool.num_idle() as u32))
     }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 fn outbox_from(row: &PgRow) -> Result<OutboxMail, StoreError> {

@@ -408,6 +408,12 @@ impl SecretRepository for SqliteStore {
         let idle = (self.writer.num_idle() + self.reader.num_idle()) as u32;
         Some((size, idle))
     }
+
+    async fn close(&self) {
+        // The writer last: its close checkpoints the WAL into the database file.
+        self.reader.close().await;
+        self.writer.close().await;
+    }
 }
 
 fn outbox_from(row: &SqliteRow) -> Result<OutboxMail, StoreError> {

@@ -143,3 +143,37 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
     drop(server);
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_keeps_unread_secrets() {
+    let data = TempDir::new("sigterm");
+    let config = Config::sqlite(&data.0);
+    let mut server = Server::start(&config).await;
+    let client = reqwest::Client::new();
+    let (_, body) = crate::post_form(
+        &client,
+        &server.url("/api/v1/share"),
+        &[("secret", "kept across a clean stop")],
+    )
+    .await;
+    let key = body["secret_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.terminate(),
+        Some(0),
+        "a clean exit: {}",
+        server.log_text()
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("shutting down") && log.contains("ots stopped"),
+        "{log}"
+    );
+    drop(server);
+    let server = Server::start(&config).await;
+    let (status, body) =
+        crate::post_form(&client, &server.url(&format!("/api/v1/secret/{key}")), &[]).await;
+    assert_eq!(
+        (status, body["value"].as_str()),
+        (200, Some("kept across a clean stop"))
+    );
+}
