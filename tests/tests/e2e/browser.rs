@@ -133,6 +133,7 @@ async fn create_open_reveal_reload_passphrase_and_burn_in_chromium() {
     );
 
     click(&browser, "#reveal").await;
+    wait_for(&browser, "#value").await;
     assert_eq!(
         value_of(&browser, "#value").await,
         "correct horse battery staple"
