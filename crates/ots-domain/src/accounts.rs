@@ -1,10 +1,12 @@
 //! Customer administration: accounts, their plans and their API tokens.
 
+use crate::clock::Clock;
 use crate::crypto;
 use crate::error::{OtsError, StoreError};
 use crate::model::*;
+use crate::policy::Policy;
 use crate::ports::*;
-use crate::service::{random_string, Policy};
+use crate::random::{random_string, Rng};
 
 /// Shortest prefix accepted to name a token to revoke.
 pub const MIN_REVOKE_PREFIX: usize = 4;

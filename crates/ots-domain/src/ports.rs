@@ -1,4 +1,5 @@
-//! The ports: what the domain needs from the outside world, named for that need.
+//! The driven ports: what the domain needs from the outside world, named for that need.
+//! (Time and randomness are ports too: [`crate::Clock`], [`crate::Rng`].)
 //!
 //! Every method that must be atomic says so with MUST; the contract suite in
 //! `ots-store-contract` checks each adapter against these words.
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::clock::UnixTime;
 use crate::error::StoreError;
 use crate::model::*;
 
@@ -58,7 +60,8 @@ pub trait SecretRepository: Send + Sync {
     /// metadata. `None` when there is nothing to burn.
     async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError>;
 
-    /// The customer's metadata still alive at `now`, newest first, at most `limit`.
+    /// The customer's metadata still alive at `now`, newest first, at most `limit`. Newest
+    /// MUST mean the order of `create` calls, also for records created in the same second.
     async fn recent(
         &self,
         custid: &CustId,
@@ -157,52 +160,6 @@ pub struct OutboxMail {
 #[async_trait]
 pub trait Mailer: Send + Sync {
     async fn send(&self, mail: &SecretLinkMail) -> Result<(), String>;
-}
-
-/// The current time. A port so tests move a fake clock instead of sleeping.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> UnixTime;
-}
-
-/// Cryptographically secure randomness from the operating system.
-pub trait Rng: Send + Sync {
-    /// MUST fill `buf` from a CSPRNG, or fail.
-    fn fill(&self, buf: &mut [u8]) -> Result<(), String>;
-}
-
-/// The real clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }
-}
-
-/// The operating system's CSPRNG, through ring.
-#[derive(Clone, Debug)]
-pub struct SystemRng(ring::rand::SystemRandom);
-
-impl Default for SystemRng {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SystemRng {
-    pub fn new() -> Self {
-        Self(ring::rand::SystemRandom::new())
-    }
-}
-
-impl Rng for SystemRng {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
-        ring::rand::SecureRandom::fill(&self.0, buf).map_err(|_| "the OS CSPRNG failed".into())
-    }
 }
 
 // The binary chooses adapters at run time and hands them over as `Arc<dyn Port>`; these
@@ -329,17 +286,5 @@ impl<T: CustomerRepository + ?Sized> CustomerRepository for Arc<T> {
 impl<T: Mailer + ?Sized> Mailer for Arc<T> {
     async fn send(&self, mail: &SecretLinkMail) -> Result<(), String> {
         (**self).send(mail).await
-    }
-}
-
-impl<T: Clock + ?Sized> Clock for Arc<T> {
-    fn now(&self) -> UnixTime {
-        (**self).now()
-    }
-}
-
-impl<T: Rng + ?Sized> Rng for Arc<T> {
-    fn fill(&self, buf: &mut [u8]) -> Result<(), String> {
-        (**self).fill(buf)
     }
 }

@@ -1,6 +1,7 @@
 //! Every error leaves as `{"message": …}` with the status that says what happened. Domain
-//! errors map to statuses in [`ApiError::from`]; errors of the framework itself (bad
-//! parameters, unknown routes) are rewritten to the same shape by [`json_errors`].
+//! errors map to a status and a message in [`Answer::of`], for the API and the pages alike;
+//! errors of the framework itself (bad parameters, unknown routes) are rewritten to the same
+//! shape by [`json_errors`].
 
 use poem::http::{header, StatusCode};
 use poem::Response;
@@ -97,11 +98,20 @@ impl ApiError {
     }
 }
 
-impl From<OtsError> for ApiError {
-    fn from(err: OtsError) -> Self {
-        let body = |e: &OtsError| Json(ErrorBody::new(e.to_string()));
-        match &err {
-            OtsError::NotFound => Self::NotFound(body(&err)),
+/// How the service answers one domain error, for the API and the pages alike: the status,
+/// the message people read, and the passphrase tries left (403 only). The only place where a
+/// domain error becomes a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub message: String,
+    pub tries_left: Option<u32>,
+}
+
+impl Answer {
+    pub fn of(err: &OtsError) -> Self {
+        let status = match err {
+            OtsError::NotFound => StatusCode::NOT_FOUND,
             OtsError::NothingToShare
             | OtsError::TooLarge { .. }
             | OtsError::InvalidTtl
@@ -109,24 +119,49 @@ impl From<OtsError> for ApiError {
             | OtsError::InvalidLimit { .. }
             | OtsError::Conflict(_)
             | OtsError::Invalid(_)
-            | OtsError::UnknownCustomer => Self::BadRequest(body(&err)),
-            OtsError::Unauthorized | OtsError::AccountRequired => {
-                Self::Unauthorized(body(&err), WWW_AUTHENTICATE.to_owned())
+            | OtsError::UnknownCustomer => StatusCode::BAD_REQUEST,
+            OtsError::Unauthorized | OtsError::AccountRequired => StatusCode::UNAUTHORIZED,
+            OtsError::WrongPassphrase { .. } => StatusCode::FORBIDDEN,
+            OtsError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OtsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match err {
+            OtsError::WrongPassphrase { tries_left: 0 } => {
+                "Wrong passphrase: too many tries, the secret has been burned".to_owned()
             }
-            OtsError::WrongPassphrase { tries_left } => Self::Forbidden(Json(ErrorBody {
-                tries_left: Some(*tries_left),
-                ..ErrorBody::new(if *tries_left == 0 {
-                    "Wrong passphrase: too many tries, the secret has been burned"
-                } else {
-                    "Wrong passphrase"
-                })
-            })),
-            OtsError::Unavailable => Self::Unavailable(body(&err)),
             OtsError::Internal(cause) => {
                 // The cause goes to the log only; the client learns nothing about internals.
                 tracing::error!(%cause, "internal error");
-                Self::Internal(Json(ErrorBody::new("Internal error")))
+                "Internal error".to_owned()
             }
+            other => other.to_string(),
+        };
+        let tries_left = match err {
+            OtsError::WrongPassphrase { tries_left } => Some(*tries_left),
+            _ => None,
+        };
+        Self {
+            status,
+            message,
+            tries_left,
+        }
+    }
+}
+
+impl From<OtsError> for ApiError {
+    fn from(err: OtsError) -> Self {
+        let answer = Answer::of(&err);
+        let body = Json(ErrorBody {
+            tries_left: answer.tries_left,
+            ..ErrorBody::new(answer.message)
+        });
+        match answer.status {
+            StatusCode::NOT_FOUND => Self::NotFound(body),
+            StatusCode::BAD_REQUEST => Self::BadRequest(body),
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(body, WWW_AUTHENTICATE.to_owned()),
+            StatusCode::FORBIDDEN => Self::Forbidden(body),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(body),
+            _ => Self::Internal(body),
         }
     }
 }

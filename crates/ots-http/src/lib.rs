@@ -8,7 +8,7 @@ use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
-use ots_domain::{Clock, CustomerRepository, Mailer, Rng, SecretStore, Service};
+use ots_domain::SecretUseCases;
 
 mod api;
 mod error;
@@ -18,19 +18,13 @@ mod ratelimit;
 mod telemetry;
 
 pub use api::{Api, MetadataObject, State};
-pub use error::{json_error, ErrorBody};
+pub use error::{json_error, Answer, ErrorBody};
 pub use params::{BodyLimit, TrustedProxyHeader};
 pub use ratelimit::{ClassLimits, Limit, Limiter, RateLimits, RouteClass, Unlimited};
 pub use telemetry::{redact_path, Metrics, REQUEST_ID};
 
-/// The use cases with the adapters the binary chose at run time.
-pub type AppService = Service<
-    Arc<dyn SecretStore>,
-    Arc<dyn CustomerRepository>,
-    Arc<dyn Mailer>,
-    Arc<dyn Clock>,
-    Arc<dyn Rng>,
->;
+/// The use cases as the HTTP adapter holds them: behind their port, whatever implements it.
+pub type UseCases = Arc<dyn SecretUseCases>;
 
 /// HTTP settings.
 #[derive(Clone)]
@@ -63,10 +57,10 @@ impl Default for HttpConfig {
     }
 }
 
-/// The v1 API as an OpenAPI service: what the server mounts, the tests call and the spec
-/// generator prints.
-pub fn api_service(svc: Arc<AppService>, limiter: Arc<dyn Limiter>) -> OpenApiService<Api, ()> {
-    OpenApiService::new(Api { svc, limiter }, "ots", env!("CARGO_PKG_VERSION"))
+/// The v1 API as an OpenAPI service: what the server mounts and the spec generator prints.
+/// It needs no use cases: handlers find them in the request's data.
+pub fn api_service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(Api, "ots", env!("CARGO_PKG_VERSION"))
         .summary("One-time secrets, OneTimeSecret API v1 compatible")
         .description(
             "Share a secret through a link that works once. Every route answers JSON; errors \
@@ -75,29 +69,29 @@ pub fn api_service(svc: Arc<AppService>, limiter: Arc<dyn Limiter>) -> OpenApiSe
 }
 
 /// The generated spec as JSON, exactly as committed under `openapi/`.
-pub fn spec_json(svc: Arc<AppService>) -> String {
-    api_service(svc, Arc::new(Unlimited)).spec() + "\n"
+pub fn spec_json() -> String {
+    api_service().spec() + "\n"
 }
 
 /// The generated spec as YAML.
-pub fn spec_yaml(svc: Arc<AppService>) -> String {
-    api_service(svc, Arc::new(Unlimited)).spec_yaml()
+pub fn spec_yaml() -> String {
+    api_service().spec_yaml()
 }
 
 /// The whole HTTP application: `/api/v1/...`, the spec, the docs.
-pub fn app(svc: Arc<AppService>, config: &HttpConfig) -> impl Endpoint {
+pub fn app(svc: UseCases, config: &HttpConfig) -> impl Endpoint {
     let limiter = Arc::new(RateLimits::new(&config.rate_limits, "anonymous"));
     app_with_limiter(svc, config, limiter)
 }
 
 /// [`app`] with a given limiter (tests use one on a fake clock, or [`Unlimited`]).
 pub fn app_with_limiter(
-    svc: Arc<AppService>,
+    svc: UseCases,
     config: &HttpConfig,
     limiter: Arc<dyn Limiter>,
 ) -> impl Endpoint {
     let pages = pages::routes(svc.clone(), limiter.clone(), &config.public_url);
-    let api = api_service(svc.clone(), limiter);
+    let api = api_service();
     let docs = api.rapidoc();
     let spec = api.spec_endpoint();
     let spec_yaml = api.spec_endpoint_yaml();
@@ -107,15 +101,15 @@ pub fn app_with_limiter(
         .nest("/docs", docs)
         .at(
             "/metrics",
-            poem::get(metrics_endpoint)
-                .data(svc.clone())
-                .data(config.metrics.clone()),
+            poem::get(metrics_endpoint).data(config.metrics.clone()),
         )
         .at("/healthz", poem::get(healthz))
-        .at("/readyz", poem::get(readyz).data(svc.clone()))
+        .at("/readyz", poem::get(readyz))
         .nest_no_strip("/api", api)
         .nest("/", pages)
         .with(NormalizePath::new(TrailingSlash::Trim))
+        .data(svc)
+        .data(limiter)
         .data(BodyLimit(config.body_limit))
         .data(TrustedProxyHeader(config.trusted_proxy_header.clone()))
         .catch_all_error(error::json_errors)
@@ -127,12 +121,12 @@ pub fn app_with_limiter(
 
 #[poem::handler]
 async fn metrics_endpoint(
-    svc: poem::web::Data<&Arc<AppService>>,
+    svc: poem::web::Data<&UseCases>,
     metrics: poem::web::Data<&Arc<Metrics>>,
 ) -> poem::Response {
     poem::Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.render(&svc).await)
+        .body(metrics.render(svc.as_ref()).await)
 }
 
 /// The process is up.
@@ -143,7 +137,7 @@ fn healthz() -> poem::Response {
 
 /// The store answers and its migrations are applied: ready for traffic.
 #[poem::handler]
-async fn readyz(svc: poem::web::Data<&Arc<AppService>>) -> poem::Response {
+async fn readyz(svc: poem::web::Data<&UseCases>) -> poem::Response {
     if svc.is_available().await {
         json_response(poem::http::StatusCode::OK, r#"{"status":"ready"}"#)
     } else {

@@ -14,6 +14,8 @@ use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Reg
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
+use ots_domain::Credentials;
+
 use crate::error::JsonError;
 
 /// The most a request body may hold, set per app with `.data(BodyLimit(..))`.
@@ -177,7 +179,13 @@ fn parse_json(bytes: &[u8]) -> Result<HashMap<String, String>, JsonError> {
 }
 
 /// HTTP Basic credentials as sent: `(custid, apitoken)`.
-pub type Credentials = (String, String);
+/// Basic credentials as presented, parsed at the edge: domain credentials, or a custid that
+/// cannot be one (a failed login all the same, counted against the client's address).
+#[derive(Debug)]
+pub enum Login {
+    Credentials(Credentials),
+    Unparseable,
+}
 
 pub const BASIC_AUTH: &str = "basicAuth";
 
@@ -199,7 +207,7 @@ fn register_basic(registry: &mut Registry) {
 
 /// `None` without an Authorization header; an error for one that is not valid Basic
 /// (present but wrong credentials are never treated as anonymous).
-fn credentials(request: &Request) -> Result<Option<Credentials>, JsonError> {
+fn credentials(request: &Request) -> Result<Option<Login>, JsonError> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -214,7 +222,7 @@ fn credentials(request: &Request) -> Result<Option<Credentials>, JsonError> {
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| {
             let (user, token) = pair.split_once(':')?;
-            Some((user.to_owned(), token.to_owned()))
+            Some(Credentials::parse(user, token).map_or(Login::Unparseable, Login::Credentials))
         });
     parsed.map(Some).ok_or_else(JsonError::unauthorized)
 }
@@ -246,7 +254,7 @@ macro_rules! auth_extractor {
                 _body: &mut RequestBody,
                 _: ExtractParamOptions<Self::ParamType>,
             ) -> poem::Result<Self> {
-                let convert: fn(Option<Credentials>) -> Result<$inner, JsonError> = $convert;
+                let convert: fn(Option<Login>) -> Result<$inner, JsonError> = $convert;
                 Ok(Self(convert(credentials(request)?)?))
             }
         }
@@ -255,14 +263,14 @@ macro_rules! auth_extractor {
 
 auth_extractor!(
     /// Credentials when given; anonymous otherwise.
-    OptionalAuth(Option<Credentials>),
+    OptionalAuth(Option<Login>),
     fallback = true,
     Ok
 );
 
 auth_extractor!(
     /// Credentials that must be given.
-    RequiredAuth(Credentials),
+    RequiredAuth(Login),
     fallback = false,
     |c| c.ok_or_else(JsonError::unauthorized)
 );

@@ -7,7 +7,7 @@ use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::AppService;
+use ots_domain::{Event, EventSink, SecretUseCases};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -48,7 +48,7 @@ impl Metrics {
         let secrets = IntCounterVec::new(
             Opts::new(
                 "ots_secrets_total",
-                "Secrets by what happened to them: created, revealed, burned, expired",
+                "Secrets by what happened to them: created, revealed, burned, expired, wrong_passphrase",
             ),
             &["event"],
         )
@@ -90,26 +90,11 @@ impl Metrics {
         }
     }
 
-    /// Counts secrets that expired unread (the sweep reports them).
-    pub fn expired(&self, n: u64) {
-        self.secrets.with_label_values(&["expired"]).inc_by(n);
-    }
-
     fn observe(&self, route: &'static str, method: &str, status: StatusCode, seconds: f64) {
         self.requests
             .with_label_values(&[route, method, status.as_str()])
             .inc();
         self.latency.with_label_values(&[route]).observe(seconds);
-        let event = match (route, status.as_u16()) {
-            ("/api/v1/share" | "/api/v1/generate", 200) | ("/", 303) => Some("created"),
-            ("/api/v1/secret/:key", 200) => Some("revealed"),
-            ("/secret/:key", 200) if method == "POST" => Some("revealed"),
-            ("/api/v1/private/:key/burn", 200) | ("/private/:key/burn", 303) => Some("burned"),
-            _ => None,
-        };
-        if let Some(event) = event {
-            self.secrets.with_label_values(&[event]).inc();
-        }
         if matches!(
             status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR
@@ -121,7 +106,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read now.
-    pub async fn render(&self, svc: &AppService) -> String {
+    pub async fn render(&self, svc: &dyn SecretUseCases) -> String {
         if let Ok(n) = svc.mail_backlog().await {
             self.outbox_backlog.set(n as i64);
         }
@@ -132,6 +117,20 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Secrets are counted by what the use cases say happened, not by routes and statuses.
+impl EventSink for Metrics {
+    fn record(&self, event: &Event) {
+        let n = match event {
+            Event::Expired { secrets, .. } => *secrets,
+            _ => 1,
+        };
+        self.secrets.with_label_values(&[event.name()]).inc_by(n);
+        if let Event::WrongPassphrase { tries_left: 0 } = event {
+            self.secrets.with_label_values(&["burned"]).inc();
+        }
     }
 }
 

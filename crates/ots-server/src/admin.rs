@@ -13,7 +13,8 @@ use ots_domain::{
     Accounts, Clock, CustomerRepository, OtsError, Rng, SecretRepository, SystemClock, SystemRng,
 };
 
-use crate::{store, StoreArgs};
+use crate::cli::StoreArgs;
+use crate::store;
 
 #[derive(Subcommand, Debug)]
 pub enum CustomerAction {
@@ -58,7 +59,7 @@ async fn accounts(args: &StoreArgs) -> Result<DynAccounts> {
         stores.customers,
         Arc::new(SystemClock),
         Arc::new(SystemRng::new()),
-        crate::policy_of(&plans),
+        crate::settings::policy_of(&plans),
     ))
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use ots_domain::{CustomerRepository, SecretStore};
 
-use crate::StoreArgs;
+use crate::cli::StoreArgs;
 
 pub struct Stores {
     pub secrets: Arc<dyn SecretStore>,

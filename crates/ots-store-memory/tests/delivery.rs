@@ -114,10 +114,10 @@ async fn mail_of_a_received_or_burned_secret_is_dropped() {
         .share(&anon(), Some(Sensitive::new("b")), to("b@example.com"))
         .await
         .unwrap();
-    svc.reveal(read.metadata.secret_key.as_deref().unwrap(), None)
-        .await
-        .unwrap();
-    svc.burn(&burned.metadata.metadata_key).await.unwrap();
+    let key = SecretKey::parse(read.metadata.secret_key.as_deref().unwrap()).unwrap();
+    svc.reveal(&key, None).await.unwrap();
+    let key = MetadataKey::parse(&burned.metadata.metadata_key).unwrap();
+    svc.burn(&key).await.unwrap();
     let report = svc.deliver_due_mail(10).await.unwrap();
     assert_eq!((report.sent, report.dropped), (0, 2));
     assert_eq!(mailer.sent.load(Ordering::SeqCst), 0);

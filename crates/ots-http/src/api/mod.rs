@@ -4,158 +4,55 @@ use std::sync::Arc;
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::OpenApi;
 
 use ots_domain::{
-    Caller, Email, MetadataState, MetadataView, Passphrase, SecretValue, ShareInput, Ttl,
+    Caller, Email, MetadataKey, OtsError, Passphrase, SecretKey, SecretUseCases, SecretValue,
+    ShareInput, Ttl,
 };
 
-use crate::error::ApiError;
-use crate::params::{BodyParams, ClientAddr, OptionalAuth, RequiredAuth};
+use poem::http::StatusCode;
+use poem::{FromRequest, Request, RequestBody};
+
+use crate::error::{ApiError, JsonError};
+use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RouteClass};
-use crate::AppService;
 
-/// The state of a secret, as its creator sees it.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
-pub enum State {
-    New,
-    Received,
-    Burned,
-    Expired,
-}
+mod objects;
 
-impl From<MetadataState> for State {
-    fn from(state: MetadataState) -> Self {
-        match state {
-            MetadataState::New => Self::New,
-            MetadataState::Received => Self::Received,
-            MetadataState::Burned => Self::Burned,
-            MetadataState::Expired => Self::Expired,
-        }
-    }
-}
-
-/// The creator's view of one secret.
-#[derive(Object, Debug, Clone)]
-#[oai(rename = "Metadata")]
-pub struct MetadataObject {
-    /// The owner; `anon` for anonymous.
-    pub custid: String,
-    /// The creator's private key. Do not share it.
-    pub metadata_key: String,
-    /// The shareable key; null once the secret is gone, and always null in `recent`.
-    pub secret_key: Option<String>,
-    /// The secret's time-to-live in seconds as granted (not the time left).
-    pub ttl: i64,
-    /// Seconds the metadata has left to live.
-    pub metadata_ttl: i64,
-    /// Seconds the secret has left to live; null once it is gone.
-    pub secret_ttl: Option<i64>,
-    pub state: State,
-    /// Unix seconds, UTC.
-    pub created: i64,
-    /// Unix seconds, UTC.
-    pub updated: i64,
-    /// Unix seconds; present once received.
-    #[oai(skip_serializing_if_is_none)]
-    pub received: Option<i64>,
-    /// Unix seconds; present once burned.
-    #[oai(skip_serializing_if_is_none)]
-    pub burned: Option<i64>,
-    /// Obfuscated recipient addresses.
-    pub recipient: Vec<String>,
-    pub passphrase_required: bool,
-    /// `generate` only: the generated secret, shown once to its creator.
-    #[oai(skip_serializing_if_is_none)]
-    pub value: Option<String>,
-}
-
-impl MetadataObject {
-    fn of(view: MetadataView, value: Option<SecretValue>) -> Self {
-        Self {
-            custid: view.custid,
-            metadata_key: view.metadata_key,
-            secret_key: view.secret_key,
-            ttl: view.ttl,
-            metadata_ttl: view.metadata_ttl,
-            secret_ttl: view.secret_ttl,
-            state: view.state.into(),
-            created: view.created,
-            updated: view.updated,
-            received: view.received,
-            burned: view.burned,
-            recipient: view.recipient,
-            passphrase_required: view.passphrase_required,
-            value: value.map(|v| v.expose().to_owned()),
-        }
-    }
-}
-
-/// A revealed secret.
-#[derive(Object, Debug)]
-pub struct Secret {
-    pub secret_key: String,
-    /// The value. It is gone from the server now.
-    pub value: String,
-}
-
-/// Parameters of `share`.
-#[derive(Object, Debug)]
-pub struct ShareParams {
-    /// The value to keep secret (required). At most the plan's size in UTF-8 bytes.
-    pub secret: Option<String>,
-    /// A passphrase the recipient must give; stored only as a bcrypt hash.
-    pub passphrase: Option<String>,
-    /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
-    pub ttl: Option<i64>,
-    /// An email address to send the link (never the secret) to.
-    pub recipient: Option<String>,
-}
-
-/// Parameters of `generate`.
-#[derive(Object, Debug)]
-pub struct GenerateParams {
-    /// A passphrase the recipient must give; stored only as a bcrypt hash.
-    pub passphrase: Option<String>,
-    /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
-    pub ttl: Option<i64>,
-    /// An email address to send the link (never the secret) to.
-    pub recipient: Option<String>,
-}
-
-/// Parameters of a reveal.
-#[derive(Object, Debug)]
-pub struct RevealParams {
-    /// Required when the secret was created with one.
-    pub passphrase: Option<String>,
-}
-
-#[derive(Object, Debug)]
-pub struct StatusBody {
-    /// `nominal`, or `offline` when the store cannot be reached.
-    pub status: String,
-}
-
-#[derive(ApiResponse)]
-pub enum StatusResponse {
-    #[oai(status = 200)]
-    Nominal(Json<StatusBody>),
-    #[oai(status = 503)]
-    Offline(Json<StatusBody>),
-}
-
-#[derive(Object, Debug)]
-pub struct AuthCheck {
-    pub custid: String,
-}
+pub use objects::*;
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-/// The v1 API over the use cases.
-pub struct Api {
-    pub(crate) svc: Arc<AppService>,
-    pub(crate) limiter: Arc<dyn Limiter>,
+/// The v1 API. It holds nothing: each request finds the use cases and the limiter in its
+/// data (see [`Ctx`]), so the spec is printed from the routes alone.
+pub struct Api;
+
+/// What a handler works with: the use cases and the rate limiter the app was built with.
+pub struct Ctx {
+    svc: Arc<dyn SecretUseCases>,
+    limiter: Arc<dyn Limiter>,
+}
+
+impl<'a> FromRequest<'a> for Ctx {
+    async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let missing = || {
+            JsonError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the API is mounted without its use cases",
+            )
+        };
+        Ok(Self {
+            svc: request
+                .data::<Arc<dyn SecretUseCases>>()
+                .ok_or_else(missing)?
+                .clone(),
+            limiter: request
+                .data::<Arc<dyn Limiter>>()
+                .ok_or_else(missing)?
+                .clone(),
+        })
+    }
 }
 
 /// A body value wins over the query string's.
@@ -173,11 +70,11 @@ fn share_input(
     recipient: Option<&str>,
 ) -> Result<ShareInput, ApiError> {
     let ttl = match ttl.filter(|t| !t.trim().is_empty()) {
-        Some(raw) => Some(Ttl::parse(raw).ok_or(ots_domain::OtsError::InvalidTtl)?),
+        Some(raw) => Some(Ttl::parse(raw).ok_or(OtsError::InvalidTtl)?),
         None => None,
     };
     let recipient = match recipient.filter(|r| !r.trim().is_empty()) {
-        Some(raw) => Some(Email::parse(raw).ok_or(ots_domain::OtsError::InvalidRecipient)?),
+        Some(raw) => Some(Email::parse(raw).ok_or(OtsError::InvalidRecipient)?),
         None => None,
     };
     Ok(ShareInput {
@@ -187,22 +84,26 @@ fn share_input(
     })
 }
 
-impl Api {
+impl Ctx {
     /// Authenticates and applies the rate limit of the route class: per customer with the
     /// customer's plan, per client address for anonymous requests and for failed logins.
     async fn admit(
         &self,
         client: &ClientAddr,
         class: RouteClass,
-        auth: Option<(String, String)>,
+        login: Option<Login>,
     ) -> Result<Caller, ApiError> {
-        let creds = auth.as_ref().map(|(u, t)| (u.as_str(), t.as_str()));
         let by_address = || {
             self.limiter
                 .check(ANONYMOUS_PLAN, class, &format!("ip:{}", client.0))
                 .map_err(ApiError::too_many_requests)
         };
-        match self.svc.authenticate(creds).await {
+        let authenticated = match &login {
+            None => self.svc.authenticate(None).await,
+            Some(Login::Credentials(credentials)) => self.svc.authenticate(Some(credentials)).await,
+            Some(Login::Unparseable) => Err(OtsError::Unauthorized),
+        };
+        match authenticated {
             Ok(caller) if caller.custid.is_anonymous() => {
                 by_address()?;
                 Ok(caller)
@@ -213,7 +114,7 @@ impl Api {
                     .map_err(ApiError::too_many_requests)?;
                 Ok(caller)
             }
-            Err(err @ ots_domain::OtsError::Unauthorized) => {
+            Err(err @ OtsError::Unauthorized) => {
                 by_address()?;
                 Err(err.into())
             }
@@ -234,6 +135,7 @@ impl Api {
     #[allow(clippy::too_many_arguments)]
     async fn share(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
         secret: Query<Option<String>>,
@@ -242,14 +144,14 @@ impl Api {
         recipient: Query<Option<String>>,
         body: BodyParams<ShareParams>,
     ) -> ApiResult<MetadataObject> {
-        let caller = self.admit(&client, RouteClass::Create, auth.0).await?;
+        let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
             pick(&body, &passphrase, "passphrase"),
             pick(&body, &ttl, "ttl"),
             pick(&body, &recipient, "recipient"),
         )?;
         let value = pick(&body, &secret, "secret").map(SecretValue::new);
-        let shared = self.svc.share(&caller, value, input).await?;
+        let shared = ctx.svc.share(&caller, value, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, None)))
     }
 
@@ -258,8 +160,10 @@ impl Api {
     /// Generates a 12-character value (letters and digits without look-alikes), stores it
     /// like `share`, and shows it once in `value`.
     #[oai(path = "/generate", method = "post", operation_id = "generate")]
+    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
         passphrase: Query<Option<String>>,
@@ -267,13 +171,13 @@ impl Api {
         recipient: Query<Option<String>>,
         body: BodyParams<GenerateParams>,
     ) -> ApiResult<MetadataObject> {
-        let caller = self.admit(&client, RouteClass::Create, auth.0).await?;
+        let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
             pick(&body, &passphrase, "passphrase"),
             pick(&body, &ttl, "ttl"),
             pick(&body, &recipient, "recipient"),
         )?;
-        let shared = self.svc.generate(&caller, input).await?;
+        let shared = ctx.svc.generate(&caller, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, shared.value)))
     }
 
@@ -285,6 +189,7 @@ impl Api {
     #[oai(path = "/secret/:secret_key", method = "post", method = "get")]
     async fn reveal(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
         /// The shareable key.
@@ -292,14 +197,16 @@ impl Api {
         passphrase: Query<Option<String>>,
         body: BodyParams<RevealParams>,
     ) -> ApiResult<Secret> {
-        self.admit(&client, RouteClass::Reveal, auth.0).await?;
+        ctx.admit(&client, RouteClass::Reveal, auth.0).await?;
+        let unknown = || ApiError::unknown_secret(&secret_key);
+        let key = SecretKey::parse(&secret_key).ok_or_else(unknown)?;
         let passphrase = pick(&body, &passphrase, "passphrase").and_then(Passphrase::parse);
-        match self.svc.reveal(&secret_key, passphrase).await {
+        match ctx.svc.reveal(&key, passphrase).await {
             Ok(revealed) => Ok(Json(Secret {
                 secret_key: revealed.secret_key.to_string(),
                 value: revealed.value.expose().to_owned(),
             })),
-            Err(ots_domain::OtsError::NotFound) => Err(ApiError::unknown_secret(&secret_key)),
+            Err(OtsError::NotFound) => Err(unknown()),
             Err(err) => Err(err.into()),
         }
     }
@@ -310,13 +217,14 @@ impl Api {
     #[oai(path = "/private/recent", method = "get", operation_id = "recent")]
     async fn recent(
         &self,
+        ctx: Ctx,
         auth: RequiredAuth,
         client: ClientAddr,
         /// At most this many items (1 to 100; default 100).
         limit: Query<Option<i64>>,
     ) -> ApiResult<Vec<MetadataObject>> {
-        let caller = self.admit(&client, RouteClass::Other, Some(auth.0)).await?;
-        let items = self.svc.recent(&caller, limit.0).await?;
+        let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
+        let items = ctx.svc.recent(&caller, limit.0).await?;
         Ok(Json(
             items
                 .into_iter()
@@ -331,15 +239,18 @@ impl Api {
     #[oai(path = "/private/:metadata_key", method = "post", method = "get")]
     async fn metadata(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
     ) -> ApiResult<MetadataObject> {
-        self.admit(&client, RouteClass::Other, auth.0).await?;
-        match self.svc.metadata(&metadata_key).await {
+        ctx.admit(&client, RouteClass::Other, auth.0).await?;
+        let unknown = || ApiError::unknown_metadata(&metadata_key);
+        let key = MetadataKey::parse(&metadata_key).ok_or_else(unknown)?;
+        match ctx.svc.metadata(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
-            Err(ots_domain::OtsError::NotFound) => Err(ApiError::unknown_metadata(&metadata_key)),
+            Err(OtsError::NotFound) => Err(unknown()),
             Err(err) => Err(err.into()),
         }
     }
@@ -355,15 +266,18 @@ impl Api {
     )]
     async fn burn(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
     ) -> ApiResult<MetadataObject> {
-        self.admit(&client, RouteClass::Other, auth.0).await?;
-        match self.svc.burn(&metadata_key).await {
+        ctx.admit(&client, RouteClass::Other, auth.0).await?;
+        let unknown = || ApiError::unknown_metadata(&metadata_key);
+        let key = MetadataKey::parse(&metadata_key).ok_or_else(unknown)?;
+        match ctx.svc.burn(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
-            Err(ots_domain::OtsError::NotFound) => Err(ApiError::unknown_metadata(&metadata_key)),
+            Err(OtsError::NotFound) => Err(unknown()),
             Err(err) => Err(err.into()),
         }
     }
@@ -374,12 +288,13 @@ impl Api {
     #[oai(path = "/status", method = "get", operation_id = "status")]
     async fn status(
         &self,
+        ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
     ) -> Result<StatusResponse, ApiError> {
-        self.admit(&client, RouteClass::Other, auth.0).await?;
+        ctx.admit(&client, RouteClass::Other, auth.0).await?;
         let status = |s: &str| Json(StatusBody { status: s.into() });
-        Ok(if self.svc.is_available().await {
+        Ok(if ctx.svc.is_available().await {
             StatusResponse::Nominal(status("nominal"))
         } else {
             StatusResponse::Offline(status("offline"))
@@ -390,8 +305,13 @@ impl Api {
     ///
     /// 200 with the custid when the credentials are good; 401 otherwise.
     #[oai(path = "/authcheck", method = "get", operation_id = "authcheck")]
-    async fn authcheck(&self, auth: RequiredAuth, client: ClientAddr) -> ApiResult<AuthCheck> {
-        let caller = self.admit(&client, RouteClass::Other, Some(auth.0)).await?;
+    async fn authcheck(
+        &self,
+        ctx: Ctx,
+        auth: RequiredAuth,
+        client: ClientAddr,
+    ) -> ApiResult<AuthCheck> {
+        let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
         Ok(Json(AuthCheck {
             custid: caller.custid.to_string(),
         }))

@@ -1,0 +1,152 @@
+//! Keys and identities: secret and metadata keys, customer ids, and API credentials.
+
+use std::fmt;
+
+use crate::model::Sensitive;
+use crate::random::{random_string, Rng};
+
+/// Length of secret and metadata keys: 31 base-36 characters carry 160.3 bits.
+pub const KEY_LEN: usize = 31;
+/// Alphabet of keys: lowercase base 36.
+pub const KEY_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+macro_rules! key_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Accepts exactly [`KEY_LEN`] lowercase base-36 characters.
+            pub fn parse(raw: &str) -> Option<Self> {
+                let ok = raw.len() == KEY_LEN
+                    && raw.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+                ok.then(|| Self(raw.to_owned()))
+            }
+
+            /// A fresh random key from the CSPRNG.
+            pub fn generate<R: Rng + ?Sized>(rng: &R) -> Result<Self, String> {
+                random_string(rng, KEY_LEN, KEY_ALPHABET).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        /// Keys are capabilities: logs get a short prefix only.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({}…)", stringify!($name), &self.0[..4])
+            }
+        }
+    };
+}
+
+key_type!(
+    /// The shareable key of a secret.
+    SecretKey
+);
+key_type!(
+    /// The creator's private key of a secret's metadata.
+    MetadataKey
+);
+
+/// A customer id; `anon` is the anonymous customer.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct CustId(String);
+
+impl CustId {
+    pub const ANONYMOUS: &'static str = "anon";
+
+    pub fn anonymous() -> Self {
+        Self(Self::ANONYMOUS.to_owned())
+    }
+
+    /// 1–64 characters of letters, digits and `._@+-`; `anon` is reserved.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw != Self::ANONYMOUS
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._@+-".contains(c));
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.0 == Self::ANONYMOUS
+    }
+}
+
+impl fmt::Display for CustId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a caller presents to be a customer: a custid and an API token. The token is never
+/// printed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Credentials {
+    pub custid: CustId,
+    token: Sensitive,
+}
+
+impl Credentials {
+    /// `None` when the custid cannot be one (the caller answers "not authorized", never a
+    /// fall-back to anonymous).
+    pub fn parse(custid: &str, token: &str) -> Option<Self> {
+        Some(Self {
+            custid: CustId::parse(custid)?,
+            token: Sensitive::new(token),
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        self.token.expose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_accept_only_31_lowercase_base36() {
+        assert!(SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9").is_some());
+        assert!(SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu").is_none());
+        assert!(SecretKey::parse("153L8vbwqx5taskp92pf05uvgjefvu9").is_none());
+        assert!(SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefv/9").is_none());
+        assert!(MetadataKey::parse("").is_none());
+    }
+
+    #[test]
+    fn keys_and_tokens_never_print_whole() {
+        let key = SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9").unwrap();
+        assert!(!format!("{key:?}").contains("153l8vbwqx5taskp92pf05uvgjefvu9"));
+        let creds = Credentials::parse("alice", "tok-hunter2-secret").unwrap();
+        assert!(!format!("{creds:?}").contains("hunter2"));
+        assert_eq!(creds.token(), "tok-hunter2-secret");
+    }
+
+    #[test]
+    fn custids_are_checked_and_anon_is_reserved() {
+        assert!(CustId::parse("alice.b+1@example-co").is_some());
+        assert!(CustId::parse("anon").is_none());
+        assert!(CustId::parse("").is_none());
+        assert!(CustId::parse("a b").is_none());
+        assert!(CustId::parse(&"x".repeat(65)).is_none());
+        assert!(Credentials::parse("anon", "whatever").is_none());
+    }
+}

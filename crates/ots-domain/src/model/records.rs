@@ -1,0 +1,216 @@
+//! The records the repository ports store: customers, tokens, metadata and sealed secrets,
+//! and the state machine of a secret (new → received, burned or expired).
+
+use std::fmt;
+
+use crate::clock::UnixTime;
+use crate::model::{CustId, MetadataKey, SecretKey};
+
+/// A customer account, as the customer repository stores it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Customer {
+    pub custid: CustId,
+    pub email: Option<String>,
+    pub plan: String,
+    pub created: UnixTime,
+}
+
+/// An API token as stored: only a hash, plus a short prefix for humans to name it by.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StoredToken {
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub created: UnixTime,
+}
+
+/// The stored state of a secret's metadata. `expired` is never stored: it is what `new`
+/// becomes once the secret's ttl has passed (see [`Metadata::state_at`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MetadataState {
+    New,
+    Received,
+    Burned,
+    Expired,
+}
+
+impl MetadataState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Received => "received",
+            Self::Burned => "burned",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "new" => Self::New,
+            "received" => Self::Received,
+            "burned" => Self::Burned,
+            "expired" => Self::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// The creator's record of one secret. It outlives the secret (twice its ttl) so the
+/// creator can see what happened to it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Metadata {
+    pub key: MetadataKey,
+    pub custid: CustId,
+    /// Present while the secret may still be revealed; `None` once received or burned.
+    pub secret_key: Option<SecretKey>,
+    /// The secret's granted ttl in seconds (after clamping).
+    pub ttl: i64,
+    pub state: MetadataState,
+    pub created: UnixTime,
+    pub updated: UnixTime,
+    pub received: Option<UnixTime>,
+    pub burned: Option<UnixTime>,
+    /// Full addresses; shown only obfuscated, kept only as long as the metadata.
+    pub recipients: Vec<String>,
+    pub passphrase_required: bool,
+    /// When the secret stops being revealable: `created + ttl`.
+    pub secret_expires_at: UnixTime,
+    /// When the metadata itself is forgotten: `created + 2 * ttl`.
+    pub expires_at: UnixTime,
+}
+
+impl Metadata {
+    /// The state as seen at `now`: a `new` secret whose ttl passed is `expired`.
+    pub fn state_at(&self, now: UnixTime) -> MetadataState {
+        match self.state {
+            MetadataState::New if now >= self.secret_expires_at => MetadataState::Expired,
+            state => state,
+        }
+    }
+
+    pub fn is_alive_at(&self, now: UnixTime) -> bool {
+        now < self.expires_at
+    }
+
+    /// Marks the metadata `received` at `now` (the store calls this inside its transaction).
+    pub fn mark_received(&mut self, now: UnixTime) {
+        self.state = MetadataState::Received;
+        self.secret_key = None;
+        self.received = Some(now);
+        self.updated = now;
+    }
+
+    /// Marks the metadata `burned` at `now`.
+    pub fn mark_burned(&mut self, now: UnixTime) {
+        self.state = MetadataState::Burned;
+        self.secret_key = None;
+        self.burned = Some(now);
+        self.updated = now;
+    }
+}
+
+/// The encrypted secret as stored. The value is never stored in the clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub key: SecretKey,
+    pub metadata_key: MetadataKey,
+    /// AES-256-GCM ciphertext with its tag appended.
+    pub ciphertext: Vec<u8>,
+    pub nonce: [u8; 12],
+    pub salt: [u8; 16],
+    /// bcrypt hash of the (pre-hashed) passphrase, when one was set.
+    pub passphrase_hash: Option<String>,
+    pub failed_tries: u32,
+    pub created: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl StoredSecret {
+    pub fn is_alive_at(&self, now: UnixTime) -> bool {
+        now < self.expires_at
+    }
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("key", &self.key)
+            .field("passphrase_required", &self.passphrase_hash.is_some())
+            .field("failed_tries", &self.failed_tries)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one sweep deleted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Swept {
+    /// Secrets that expired unread.
+    pub secrets: u64,
+    /// Metadata records past twice their secret's ttl.
+    pub metadata: u64,
+}
+
+impl Swept {
+    pub fn total(self) -> u64 {
+        self.secrets + self.metadata
+    }
+}
+
+/// What a failed passphrase try did to the secret.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FailedTry {
+    /// Counted; this many tries remain.
+    TriesLeft(u32),
+    /// That was the last allowed try: the secret is burned.
+    Burned,
+    /// The secret was already gone (revealed, burned or expired meanwhile).
+    Gone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Metadata {
+        Metadata {
+            key: MetadataKey::parse("qjpjroeit8wra0ojeyhcw5pjsgwtuq7").unwrap(),
+            custid: CustId::anonymous(),
+            secret_key: SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9"),
+            ttl: 100,
+            state: MetadataState::New,
+            created: 1000,
+            updated: 1000,
+            received: None,
+            burned: None,
+            recipients: vec!["jane@example.com".into()],
+            passphrase_required: false,
+            secret_expires_at: 1100,
+            expires_at: 1200,
+        }
+    }
+
+    #[test]
+    fn new_expires_with_its_secret_and_the_record_outlives_it() {
+        let md = sample();
+        assert_eq!(md.state_at(1099), MetadataState::New);
+        assert_eq!(md.state_at(1100), MetadataState::Expired);
+        assert!(md.is_alive_at(1199));
+        assert!(!md.is_alive_at(1200));
+    }
+
+    #[test]
+    fn received_and_burned_forget_the_secret_key() {
+        let mut md = sample();
+        md.mark_received(1050);
+        assert_eq!(
+            (md.state, md.secret_key.clone(), md.received, md.updated),
+            (MetadataState::Received, None, Some(1050), 1050)
+        );
+        // A received secret stays received after its ttl: only `new` expires.
+        assert_eq!(md.state_at(5000), MetadataState::Received);
+        let mut md = sample();
+        md.mark_burned(1060);
+        assert_eq!((md.state, md.burned), (MetadataState::Burned, Some(1060)));
+        assert!(md.secret_key.is_none());
+    }
+}

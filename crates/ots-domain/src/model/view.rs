@@ -1,0 +1,86 @@
+//! The creator's view of a metadata record at one instant: what the API shows.
+
+use crate::clock::UnixTime;
+use crate::model::{obfuscate_email, Metadata, MetadataState};
+
+/// The creator's view of a metadata record at one instant: what the API shows.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MetadataView {
+    pub custid: String,
+    pub metadata_key: String,
+    pub secret_key: Option<String>,
+    pub ttl: i64,
+    pub metadata_ttl: i64,
+    pub secret_ttl: Option<i64>,
+    pub state: MetadataState,
+    pub created: UnixTime,
+    pub updated: UnixTime,
+    pub received: Option<UnixTime>,
+    pub burned: Option<UnixTime>,
+    pub recipient: Vec<String>,
+    pub passphrase_required: bool,
+}
+
+impl MetadataView {
+    pub fn of(metadata: &Metadata, now: UnixTime) -> Self {
+        let state = metadata.state_at(now);
+        let live = state == MetadataState::New;
+        Self {
+            custid: metadata.custid.to_string(),
+            metadata_key: metadata.key.to_string(),
+            secret_key: metadata
+                .secret_key
+                .as_ref()
+                .filter(|_| live)
+                .map(ToString::to_string),
+            ttl: metadata.ttl,
+            metadata_ttl: (metadata.expires_at - now).max(0),
+            secret_ttl: live.then(|| (metadata.secret_expires_at - now).max(0)),
+            state,
+            created: metadata.created,
+            updated: metadata.updated,
+            received: metadata.received,
+            burned: metadata.burned,
+            recipient: metadata
+                .recipients
+                .iter()
+                .map(|r| obfuscate_email(r))
+                .collect(),
+            passphrase_required: metadata.passphrase_required,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CustId, MetadataKey, SecretKey};
+
+    #[test]
+    fn the_view_counts_down_and_hides_a_gone_secret() {
+        let md = Metadata {
+            key: MetadataKey::parse("qjpjroeit8wra0ojeyhcw5pjsgwtuq7").unwrap(),
+            custid: CustId::anonymous(),
+            secret_key: SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9"),
+            ttl: 100,
+            state: MetadataState::New,
+            created: 1000,
+            updated: 1000,
+            received: None,
+            burned: None,
+            recipients: vec!["jane@example.com".into()],
+            passphrase_required: false,
+            secret_expires_at: 1100,
+            expires_at: 1200,
+        };
+        let view = MetadataView::of(&md, 1050);
+        assert_eq!(view.state, MetadataState::New);
+        assert_eq!(view.secret_ttl, Some(50));
+        assert_eq!(view.metadata_ttl, 150);
+        assert_eq!(view.recipient, vec!["ja***@ex***.com".to_string()]);
+        let view = MetadataView::of(&md, 1100);
+        assert_eq!(view.state, MetadataState::Expired);
+        assert_eq!(view.secret_key, None);
+        assert_eq!(view.secret_ttl, None);
+    }
+}

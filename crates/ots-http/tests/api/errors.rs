@@ -1,0 +1,122 @@
+//! Status, and every bad input as a JSON error with the right status.
+
+use super::*;
+
+#[tokio::test]
+async fn status_is_nominal() {
+    let h = harness().await;
+    let (status, _, body) = send(h.cli.get("/api/v1/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"status": "nominal"}));
+}
+
+#[tokio::test]
+async fn every_bad_input_is_a_json_error_with_the_right_status() {
+    let h = harness_with(
+        Policy {
+            bcrypt_cost: 4,
+            ..Policy::default()
+        },
+        HttpConfig {
+            body_limit: 4096,
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let share = || h.cli.post("/api/v1/share");
+    let cases: Vec<(TestRequestBuilder<'_, _>, StatusCode, &str)> = vec![
+        (
+            share(),
+            StatusCode::BAD_REQUEST,
+            "You did not provide anything to share",
+        ),
+        (
+            share().form(&[("secret", "")]),
+            StatusCode::BAD_REQUEST,
+            "You did not provide anything to share",
+        ),
+        (
+            share().form(&[("secret", "x".repeat(1025))]),
+            StatusCode::BAD_REQUEST,
+            "1024",
+        ),
+        (
+            share().form(&[("secret", "x"), ("recipient", "not-an-email")]),
+            StatusCode::BAD_REQUEST,
+            "recipient",
+        ),
+        (
+            share()
+                .content_type("application/json")
+                .body("{\"secret\": "),
+            StatusCode::BAD_REQUEST,
+            "JSON",
+        ),
+        (
+            share().content_type("application/json").body("[1,2]"),
+            StatusCode::BAD_REQUEST,
+            "object",
+        ),
+        (
+            share().body_json(&json!({"secret": {"nested": 1}})),
+            StatusCode::BAD_REQUEST,
+            "secret",
+        ),
+        (
+            share()
+                .content_type("multipart/form-data; boundary=xyz")
+                .body("garbage"),
+            StatusCode::BAD_REQUEST,
+            "multipart",
+        ),
+        (
+            share().content_type("multipart/form-data").body("garbage"),
+            StatusCode::BAD_REQUEST,
+            "multipart",
+        ),
+        (
+            share().content_type("text/plain").body("secret=x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type",
+        ),
+        (
+            share().form(&[("secret", "x".repeat(5000))]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "4096",
+        ),
+        (
+            h.cli.get("/api/v1/share"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+        ),
+        (
+            h.cli.get("/api/v1/nothing-here"),
+            StatusCode::NOT_FOUND,
+            "Not found",
+        ),
+        (
+            h.cli.post("/api/v1/private/recent"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+        ),
+        (
+            h.cli.post("/api/v1/private/short/burn"),
+            StatusCode::NOT_FOUND,
+            "Unknown secret",
+        ),
+    ];
+    for (i, (req, expected, needle)) in cases.into_iter().enumerate() {
+        let (status, _, body) = send(req).await;
+        assert_eq!(status, expected, "case {i}: {body}");
+        assert!(
+            message(&body).contains(needle),
+            "case {i}: {body} should mention {needle:?}"
+        );
+    }
+    // Bytes, not characters, count toward the cap: 342 three-byte characters = 1026 bytes.
+    let (status, _, body) = send(share().form(&[("secret", "€".repeat(342))])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(message(&body).contains("1024"));
+    let (status, _, _) = send(share().form(&[("secret", "€".repeat(341))])).await;
+    assert_eq!(status, StatusCode::OK);
+}
