@@ -46,7 +46,7 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
             if args.database_url.is_none() {
                 crate::master_secret::create_private_dir(&args.data_dir)?;
             }
-            let store = ots_store_sqlite::SqliteStore::connect(&url)
+            let store = ots_store_sqlite::connect(&url)
                 .await
                 .with_context(|| format!("opening {url}"))?;
             Ok(both(store, url))
@@ -57,7 +57,7 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
                 acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
                 migrate,
             };
-            let store = ots_store_postgres::PgStore::connect(&url, &settings)
+            let store = ots_store_postgres::connect(&url, &settings)
                 .await
                 .with_context(|| format!("connecting to {}", redact(&url)))?;
             Ok(both(store, redact(&url)))

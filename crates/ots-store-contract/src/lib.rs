@@ -38,6 +38,7 @@ macro_rules! contract_suite {
             expiry_is_enforced_at_read_time,
             sweep_deletes_only_expired_rows_in_batches,
             recent_is_per_customer_newest_first,
+            recent_orders_one_second_by_insertion,
             metadata_outlives_its_secret,
             purge_customer_forgets_everything,
             customers_and_tokens,
@@ -430,6 +431,25 @@ pub async fn recent_is_per_customer_newest_first<S: SecretRepository>(store: Arc
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Records created in the same second come back in the reverse order of their `create`
+/// calls, whatever their random keys: a share made a moment ago is listed first.
+pub async fn recent_orders_one_second_by_insertion<S: SecretRepository>(store: Arc<S>) {
+    let alice = cust("alice");
+    let mut created = Vec::new();
+    for _ in 0..12 {
+        created.push(stored(&*store, &alice, T0, 3600).await.1.key);
+    }
+    let listed: Vec<MetadataKey> = store
+        .recent(&alice, T0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    created.reverse();
+    assert_eq!(listed, created, "newest first within one second");
 }
 
 pub async fn metadata_outlives_its_secret<S: SecretRepository>(store: Arc<S>) {

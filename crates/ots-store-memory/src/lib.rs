@@ -11,7 +11,9 @@ use ots_domain::*;
 #[derive(Default)]
 struct State {
     secrets: HashMap<SecretKey, StoredSecret>,
-    metadata: HashMap<MetadataKey, Metadata>,
+    /// Each record with its insertion number, which orders `recent`.
+    metadata: HashMap<MetadataKey, (u64, Metadata)>,
+    inserted: u64,
     customers: HashMap<CustId, Customer>,
     tokens: HashMap<CustId, Vec<StoredToken>>,
     outbox: HashMap<String, OutboxMail>,
@@ -21,7 +23,7 @@ impl State {
     /// Removes a secret and gives its metadata to `mark` (received or burned).
     fn finish(&mut self, key: &SecretKey, mark: impl FnOnce(&mut Metadata)) -> Option<Metadata> {
         let secret = self.secrets.remove(key)?;
-        let metadata = self.metadata.get_mut(&secret.metadata_key)?;
+        let (_, metadata) = self.metadata.get_mut(&secret.metadata_key)?;
         mark(metadata);
         Some(metadata.clone())
     }
@@ -72,9 +74,11 @@ impl SecretRepository for MemoryStore {
             return Err(StoreError::Conflict("key already in use".into()));
         }
         state.secrets.insert(secret.key.clone(), secret.clone());
+        state.inserted += 1;
+        let order = state.inserted;
         state
             .metadata
-            .insert(metadata.key.clone(), metadata.clone());
+            .insert(metadata.key.clone(), (order, metadata.clone()));
         if let Some(mail) = mail {
             state.outbox.insert(mail.id.clone(), mail.clone());
         }
@@ -124,6 +128,7 @@ impl SecretRepository for MemoryStore {
             .lock()
             .metadata
             .get(key)
+            .map(|(_, m)| m)
             .filter(|m| m.is_alive_at(now))
             .cloned())
     }
@@ -133,6 +138,7 @@ impl SecretRepository for MemoryStore {
         let Some(secret_key) = state
             .metadata
             .get(key)
+            .map(|(_, m)| m)
             .filter(|m| m.state_at(now) == MetadataState::New)
             .and_then(|m| m.secret_key.clone())
         else {
@@ -148,15 +154,20 @@ impl SecretRepository for MemoryStore {
         limit: u32,
     ) -> Result<Vec<Metadata>, StoreError> {
         let state = self.lock();
-        let mut items: Vec<Metadata> = state
+        let mut items: Vec<&(u64, Metadata)> = state
             .metadata
             .values()
-            .filter(|m| &m.custid == custid && m.is_alive_at(now))
-            .cloned()
+            .filter(|(_, m)| &m.custid == custid && m.is_alive_at(now))
             .collect();
-        items.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.key.cmp(&a.key)));
-        items.truncate(limit as usize);
-        Ok(items)
+        // Newest first: by creation time, then by insertion within one second.
+        items.sort_by(|(a_order, a), (b_order, b)| {
+            b.created.cmp(&a.created).then(b_order.cmp(a_order))
+        });
+        Ok(items
+            .into_iter()
+            .take(limit as usize)
+            .map(|(_, m)| m.clone())
+            .collect())
     }
 
     async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
@@ -171,8 +182,8 @@ impl SecretRepository for MemoryStore {
         let metadata: Vec<MetadataKey> = state
             .metadata
             .values()
-            .filter(|m| !m.is_alive_at(now))
-            .map(|m| m.key.clone())
+            .filter(|(_, m)| !m.is_alive_at(now))
+            .map(|(_, m)| m.key.clone())
             .take(batch as usize)
             .collect();
         for key in &secrets {
@@ -193,11 +204,11 @@ impl SecretRepository for MemoryStore {
         let keys: Vec<MetadataKey> = state
             .metadata
             .values()
-            .filter(|m| &m.custid == custid)
-            .map(|m| m.key.clone())
+            .filter(|(_, m)| &m.custid == custid)
+            .map(|(_, m)| m.key.clone())
             .collect();
         for key in &keys {
-            if let Some(secret_key) = state.metadata.remove(key).and_then(|m| m.secret_key) {
+            if let Some(secret_key) = state.metadata.remove(key).and_then(|(_, m)| m.secret_key) {
                 state.secrets.remove(&secret_key);
             }
         }

@@ -12,7 +12,7 @@ async fn fresh() -> Option<Fixture<PgStore>> {
         max_connections: 32,
         ..PgSettings::default()
     };
-    let store = PgStore::connect(&db.url, &settings)
+    let store = ots_store_postgres::connect(&db.url, &settings)
         .await
         .expect("connect and migrate");
     let pool = store.pool().clone();

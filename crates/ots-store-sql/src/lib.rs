@@ -1,0 +1,266 @@
+//! The SQL core of the SQLite and Postgres stores: every statement that is the same in both
+//! dialects, the row mapping, and the repository ports over them, written once.
+//!
+//! An adapter supplies a [`Dialect`]: what really differs (row locks, which column orders by
+//! insertion, which error codes mean "unavailable", its migrations) and the plumbing to run a
+//! statement on its sqlx backend, which [`plumbing!`] writes for it. Statements use `$N`
+//! placeholders, which both Postgres and sqlx's SQLite driver accept.
+
+use std::future::Future;
+
+use sqlx::migrate::Migrator;
+use sqlx::{Database, Pool};
+
+use ots_domain::StoreError;
+
+mod customers;
+mod outbox;
+mod rows;
+mod secrets;
+
+/// A value bound to a `$N` placeholder.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Int(i64),
+    MaybeInt(Option<i64>),
+    Bytes(&'a [u8]),
+    Bool(bool),
+}
+
+pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+pub type RowOf<D> = <<D as Dialect>::Db as Database>::Row;
+
+/// What one SQL database needs beyond the shared core.
+pub trait Dialect: Send + Sync + 'static {
+    type Db: Database;
+
+    /// Appended to a `SELECT` of one row that the transaction goes on to change: a row lock
+    /// where several writers run at once (Postgres), nothing where one writer serializes
+    /// every change (SQLite).
+    const FOR_UPDATE: &'static str;
+    /// Appended to burn's join of metadata and secret: both rows locked.
+    const FOR_UPDATE_BOTH: &'static str;
+    /// Appended to a batch `SELECT` so that concurrent workers take disjoint rows.
+    const SKIP_LOCKED: &'static str;
+    /// The metadata column that orders rows by insertion.
+    const INSERTION_ORDER: &'static str;
+
+    fn migrator() -> &'static Migrator;
+    /// Whether a database error code means "cannot serve now" rather than a bug.
+    fn unavailable_code(code: &str) -> bool;
+
+    // The plumbing: the same body for every backend, written once by [`plumbing!`].
+    fn fetch_optional<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+    ) -> impl Future<Output = Result<Option<RowOf<Self>>, sqlx::Error>> + Send + 'c;
+    fn fetch_all<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+    ) -> impl Future<Output = Result<Vec<RowOf<Self>>, sqlx::Error>> + Send + 'c;
+    /// Rows affected.
+    fn execute<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        args: Vec<Arg<'c>>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'c;
+    fn run_migrations(
+        pool: &Pool<Self::Db>,
+    ) -> impl Future<Output = Result<(), sqlx::migrate::MigrateError>> + Send + '_;
+    fn text(row: &RowOf<Self>, col: &str) -> Result<String, sqlx::Error>;
+    fn maybe_text(row: &RowOf<Self>, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(row: &RowOf<Self>, col: &str) -> Result<i64, sqlx::Error>;
+    fn maybe_int(row: &RowOf<Self>, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn bytes(row: &RowOf<Self>, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn boolean(row: &RowOf<Self>, col: &str) -> Result<bool, sqlx::Error>;
+}
+
+/// Writes the plumbing methods of a [`Dialect`] for a sqlx backend, inside its `impl`.
+#[macro_export]
+macro_rules! plumbing {
+    ($db:ty) => {
+        fn fetch_optional<'c>(
+            conn: &'c mut <$db as ::sqlx::Database>::Connection,
+            sql: &'c str,
+            args: Vec<$crate::Arg<'c>>,
+        ) -> impl ::std::future::Future<
+            Output = Result<Option<<$db as ::sqlx::Database>::Row>, ::sqlx::Error>,
+        > + Send
+               + 'c {
+            $crate::plumbing!(@bind $db, sql, args).fetch_optional(conn)
+        }
+        fn fetch_all<'c>(
+            conn: &'c mut <$db as ::sqlx::Database>::Connection,
+            sql: &'c str,
+            args: Vec<$crate::Arg<'c>>,
+        ) -> impl ::std::future::Future<
+            Output = Result<Vec<<$db as ::sqlx::Database>::Row>, ::sqlx::Error>,
+        > + Send
+               + 'c {
+            $crate::plumbing!(@bind $db, sql, args).fetch_all(conn)
+        }
+        fn execute<'c>(
+            conn: &'c mut <$db as ::sqlx::Database>::Connection,
+            sql: &'c str,
+            args: Vec<$crate::Arg<'c>>,
+        ) -> impl ::std::future::Future<Output = Result<u64, ::sqlx::Error>> + Send + 'c {
+            let query = $crate::plumbing!(@bind $db, sql, args);
+            async move { Ok(query.execute(conn).await?.rows_affected()) }
+        }
+        fn run_migrations(
+            pool: &::sqlx::Pool<$db>,
+        ) -> impl ::std::future::Future<Output = Result<(), ::sqlx::migrate::MigrateError>>
+               + Send
+               + '_ {
+            <Self as $crate::Dialect>::migrator().run(pool)
+        }
+        fn text(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<String, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+        fn maybe_text(
+            row: &<$db as ::sqlx::Database>::Row,
+            col: &str,
+        ) -> Result<Option<String>, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+        fn int(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<i64, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+        fn maybe_int(
+            row: &<$db as ::sqlx::Database>::Row,
+            col: &str,
+        ) -> Result<Option<i64>, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+        fn bytes(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<Vec<u8>, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+        fn boolean(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<bool, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
+    };
+    (@bind $db:ty, $sql:expr, $args:expr) => {{
+        let mut query = ::sqlx::query::<$db>($sql);
+        for arg in $args {
+            query = match arg {
+                $crate::Arg::Text(v) => query.bind(v),
+                $crate::Arg::MaybeText(v) => query.bind(v),
+                $crate::Arg::Int(v) => query.bind(v),
+                $crate::Arg::MaybeInt(v) => query.bind(v),
+                $crate::Arg::Bytes(v) => query.bind(v),
+                $crate::Arg::Bool(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+
+/// The repository ports over one SQL database. Changes go through `writer`; reads through
+/// `reader` when the adapter keeps a separate pool for them (SQLite's read-only pool).
+pub struct SqlStore<D: Dialect> {
+    writer: Pool<D::Db>,
+    reader: Option<Pool<D::Db>>,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            writer: self.writer.clone(),
+            reader: self.reader.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// A store over `writer`, reading through `reader` when given.
+    pub fn new(writer: Pool<D::Db>, reader: Option<Pool<D::Db>>) -> Self {
+        Self { writer, reader }
+    }
+
+    /// The pool every change goes through.
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.writer
+    }
+
+    fn reader(&self) -> &Pool<D::Db> {
+        self.reader.as_ref().unwrap_or(&self.writer)
+    }
+
+    /// Applies the migrations (sqlx takes a lock, so several processes may start at once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        D::run_migrations(&self.writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))
+    }
+
+    /// Answers only when the store answers and every migration has been applied.
+    async fn schema_is_current(&self) -> Result<(), StoreError> {
+        let mut conn = self.read().await?;
+        let row = D::fetch_optional(
+            &mut conn,
+            "SELECT count(*) AS n FROM _sqlx_migrations WHERE success",
+            vec![],
+        )
+        .await
+        .map_err(store_err::<D>)?;
+        let applied = match row {
+            Some(row) => D::int(&row, "n").map_err(store_err::<D>)?,
+            None => 0,
+        };
+        let expected = D::migrator().iter().count() as i64;
+        if applied < expected {
+            return Err(StoreError::Unavailable(format!(
+                "{applied} of {expected} migrations applied: run `ots migrate`"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
+        self.reader().acquire().await.map_err(store_err::<D>)
+    }
+
+    async fn write(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
+        self.writer.acquire().await.map_err(store_err::<D>)
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, D::Db>, StoreError> {
+        self.writer.begin().await.map_err(store_err::<D>)
+    }
+
+    fn pool_usage(&self) -> (u32, u32) {
+        let pools = std::iter::once(&self.writer).chain(self.reader.as_ref());
+        pools.fold((0, 0), |(size, idle), p| {
+            (size + p.size(), idle + p.num_idle() as u32)
+        })
+    }
+
+    async fn close(&self) {
+        // The writer last: SQLite checkpoints the WAL into the database file when it closes.
+        if let Some(reader) = &self.reader {
+            reader.close().await;
+        }
+        self.writer.close().await;
+    }
+}
+
+/// A sqlx error in the domain's words: duplicates are conflicts, an unreachable or
+/// restarting server is unavailable, anything else is a bug or corrupt data.
+pub fn store_err<D: Dialect>(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| D::unavailable_code(&c)) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(err.to_string())
+        }
+        _ => StoreError::Other(err.to_string()),
+    }
+}

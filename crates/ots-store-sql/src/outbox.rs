@@ -1,0 +1,105 @@
+//! Mail waiting to be delivered, in the same database as the secrets.
+
+use async_trait::async_trait;
+
+use ots_domain::*;
+
+use crate::rows::{self, OUTBOX_COLUMNS};
+use crate::{store_err, Arg, Conn, Dialect, SqlStore};
+
+/// Adds a mail inside the share's transaction.
+pub(crate) async fn insert<D: Dialect>(
+    conn: &mut Conn<D>,
+    mail: &OutboxMail,
+) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    let args = vec![
+        Arg::Text(&mail.id),
+        Arg::Text(mail.metadata_key.as_str()),
+        Arg::Text(&mail.mail.to),
+        Arg::Text(mail.mail.from_custid.as_str()),
+        Arg::Text(mail.mail.secret_key.as_str()),
+        Arg::Int(i64::from(mail.attempts)),
+        Arg::Int(mail.next_attempt_at),
+    ];
+    D::execute(conn, &sql, args)
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+}
+
+#[async_trait]
+impl<D: Dialect> Outbox for SqlStore<D> {
+    async fn claim_due_mail(
+        &self,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMail>, StoreError> {
+        // The lease moves next_attempt_at forward, so a claimed message is not due again
+        // (for this or another process) until the lease ends.
+        let sql = format!(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (SELECT id FROM outbox \
+             WHERE next_attempt_at <= $2 ORDER BY next_attempt_at LIMIT $3{}) \
+             RETURNING {OUTBOX_COLUMNS}",
+            D::SKIP_LOCKED
+        );
+        let args = vec![
+            Arg::Int(lease_until),
+            Arg::Int(now),
+            Arg::Int(i64::from(limit)),
+        ];
+        let mut conn = self.write().await?;
+        D::fetch_all(&mut conn, &sql, args)
+            .await
+            .map_err(store_err::<D>)?
+            .iter()
+            .map(rows::outbox::<D>)
+            .collect()
+    }
+
+    async fn mail_done(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.write().await?;
+        D::execute(
+            &mut conn,
+            "DELETE FROM outbox WHERE id = $1",
+            vec![Arg::Text(id)],
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+    }
+
+    async fn mail_retry(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.write().await?;
+        D::execute(
+            &mut conn,
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2 WHERE id = $3",
+            vec![
+                Arg::Int(i64::from(attempts)),
+                Arg::Int(next_attempt_at),
+                Arg::Text(id),
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+    }
+
+    async fn mail_backlog(&self) -> Result<u64, StoreError> {
+        let mut conn = self.read().await?;
+        let row = D::fetch_optional(&mut conn, "SELECT count(*) AS n FROM outbox", vec![])
+            .await
+            .map_err(store_err::<D>)?;
+        let n = match row {
+            Some(row) => D::int(&row, "n").map_err(store_err::<D>)?,
+            None => 0,
+        };
+        Ok(n.max(0) as u64)
+    }
+}
