@@ -39,14 +39,20 @@ pub trait SecretRepository: Send + Sync {
     /// return `true`.
     async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError>;
 
-    /// Counts one failed passphrase try, atomically. When the count reaches `max_tries` the
-    /// secret MUST be burned (ciphertext deleted, metadata `burned`) in the same step.
-    async fn record_failed_try(
+    /// Takes one passphrase try before the passphrase is checked: if the secret exists at
+    /// `now` and fewer than `max_tries` were taken, counts one more in one atomic step and
+    /// answers how many remain. Over a secret's life, of any number of calls, concurrent or
+    /// not, across processes, at most `max_tries` MUST answer `Taken`.
+    async fn take_try(
         &self,
         key: &SecretKey,
         max_tries: u32,
         now: UnixTime,
-    ) -> Result<FailedTry, StoreError>;
+    ) -> Result<TryTaken, StoreError>;
+
+    /// Burns a secret whose last try failed: deletes its ciphertext and marks its metadata
+    /// `burned`, atomically. `false` when it was already gone.
+    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError>;
 
     /// The metadata record, if it is still alive at `now`.
     async fn find_metadata(
@@ -185,13 +191,16 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
         (**self).consume(key, now).await
     }
-    async fn record_failed_try(
+    async fn take_try(
         &self,
         key: &SecretKey,
         max_tries: u32,
         now: UnixTime,
-    ) -> Result<FailedTry, StoreError> {
-        (**self).record_failed_try(key, max_tries, now).await
+    ) -> Result<TryTaken, StoreError> {
+        (**self).take_try(key, max_tries, now).await
+    }
+    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+        (**self).exhaust(key, now).await
     }
     async fn find_metadata(
         &self,
@@ -286,5 +295,34 @@ impl<T: CustomerRepository + ?Sized> CustomerRepository for Arc<T> {
 impl<T: Mailer + ?Sized> Mailer for Arc<T> {
     async fn send(&self, mail: &SecretLinkMail) -> Result<(), String> {
         (**self).send(mail).await
+    }
+}
+
+/// Hashes passphrases and checks them: slow on purpose (bcrypt). A port so tests can count
+/// the checks and hold them while others race.
+pub trait PassphraseHasher: Send + Sync {
+    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String>;
+    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool;
+}
+
+/// bcrypt over a SHA-256 pre-hash, so every byte of a long passphrase counts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bcrypt;
+
+impl PassphraseHasher for Bcrypt {
+    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String> {
+        crate::crypto::hash_passphrase(passphrase, cost)
+    }
+    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool {
+        crate::crypto::verify_passphrase(passphrase, hash)
+    }
+}
+
+impl<T: PassphraseHasher + ?Sized> PassphraseHasher for Arc<T> {
+    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String> {
+        (**self).hash(passphrase, cost)
+    }
+    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool {
+        (**self).verify(passphrase, hash)
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use poem::http::header::CACHE_CONTROL;
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -203,7 +204,8 @@ fn request_id(req: &Request) -> String {
         })
 }
 
-/// Wraps the app: a request id on every request (taken from `x-request-id` or made, returned
+/// Wraps the app: `Cache-Control: no-store` unless the endpoint said otherwise, a request
+/// id on every request (taken from `x-request-id` or made, returned
 /// in the response, a field of every log line of the request), one log line per request with
 /// the path's keys redacted and no query string, and the metrics.
 pub async fn observe<E: Endpoint>(
@@ -233,6 +235,13 @@ pub async fn observe<E: Endpoint>(
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    // Answers carry values, keys and metadata: no cache may keep them. Only the static
+    // assets say otherwise.
+    if !response.headers().contains_key(CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(response)
 }

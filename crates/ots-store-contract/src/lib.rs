@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use ots_domain::*;
 
+mod guesses;
+
+pub use guesses::parallel_guesses_run_at_most_max_checks;
+
 /// A fresh store for one test, and what to do after it.
 pub struct Fixture<S> {
     pub store: Arc<S>,
@@ -33,7 +37,9 @@ macro_rules! contract_suite {
             create_then_find,
             consume_reveals_exactly_once,
             concurrent_consumes_have_one_winner,
-            failed_tries_count_then_burn,
+            tries_are_taken_then_exhausted,
+            tries_are_bounded_under_concurrency,
+            parallel_guesses_run_at_most_max_checks,
             burn_only_new_secrets,
             expiry_is_enforced_at_read_time,
             sweep_deletes_only_expired_rows_in_batches,
@@ -60,7 +66,7 @@ macro_rules! contract_suite {
     };
 }
 
-const T0: UnixTime = 1_700_000_000;
+pub(crate) const T0: UnixTime = 1_700_000_000;
 
 fn key<K>(parse: fn(&str) -> Option<K>) -> K {
     let raw = random_string(&SystemRng::new(), KEY_LEN, KEY_ALPHABET).expect("CSPRNG");
@@ -213,39 +219,33 @@ pub async fn concurrent_consumes_have_one_winner<S: SecretRepository + 'static>(
     }
 }
 
-pub async fn failed_tries_count_then_burn<S: SecretRepository>(store: Arc<S>) {
+pub async fn tries_are_taken_then_exhausted<S: SecretRepository>(store: Arc<S>) {
     let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
     store.create(&secret, &metadata, None).await.unwrap();
-    assert_eq!(
-        store
-            .record_failed_try(&secret.key, 3, T0 + 1)
-            .await
-            .unwrap(),
-        FailedTry::TriesLeft(2)
-    );
-    assert_eq!(
-        store
-            .record_failed_try(&secret.key, 3, T0 + 2)
-            .await
-            .unwrap(),
-        FailedTry::TriesLeft(1)
-    );
+    let take = |at| {
+        let (store, key) = (store.clone(), secret.key.clone());
+        async move { store.take_try(&key, 3, at).await.unwrap() }
+    };
+    assert_eq!(take(T0 + 1).await, TryTaken::Taken { left: 2 });
+    assert_eq!(take(T0 + 2).await, TryTaken::Taken { left: 1 });
     let found = store
         .find_secret(&secret.key, T0 + 2)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        found.failed_tries, 2,
-        "failed tries are stored with the secret"
-    );
-    assert_eq!(
+    assert_eq!(found.failed_tries, 2, "tries are stored with the secret");
+    assert_eq!(take(T0 + 3).await, TryTaken::Taken { left: 0 });
+    assert_eq!(take(T0 + 3).await, TryTaken::NoneLeft, "no fourth try");
+    assert!(
         store
-            .record_failed_try(&secret.key, 3, T0 + 3)
+            .find_secret(&secret.key, T0 + 3)
             .await
-            .unwrap(),
-        FailedTry::Burned
+            .unwrap()
+            .is_some(),
+        "taking tries alone destroys nothing"
     );
+    assert!(store.exhaust(&secret.key, T0 + 3).await.unwrap());
+    assert!(!store.exhaust(&secret.key, T0 + 3).await.unwrap());
     assert!(store
         .find_secret(&secret.key, T0 + 3)
         .await
@@ -259,12 +259,32 @@ pub async fn failed_tries_count_then_burn<S: SecretRepository>(store: Arc<S>) {
         .unwrap();
     assert_eq!(md.state, MetadataState::Burned);
     assert_eq!(md.burned, Some(T0 + 3));
+    assert_eq!(take(T0 + 5).await, TryTaken::Gone);
+}
+
+/// 100 concurrent takes of a secret allowing 10 tries: exactly 10 are taken.
+pub async fn tries_are_bounded_under_concurrency<S: SecretRepository + 'static>(store: Arc<S>) {
+    let (secret, metadata) = record(&CustId::anonymous(), T0, 3600, true);
+    store.create(&secret, &metadata, None).await.unwrap();
+    let takes: Vec<_> = (0..100)
+        .map(|_| {
+            let (store, key) = (store.clone(), secret.key.clone());
+            tokio::spawn(async move { store.take_try(&key, 10, T0 + 1).await.unwrap() })
+        })
+        .collect();
+    let mut lefts = Vec::new();
+    for take in takes {
+        match take.await.unwrap() {
+            TryTaken::Taken { left } => lefts.push(left),
+            TryTaken::NoneLeft => {}
+            TryTaken::Gone => panic!("the secret is still there"),
+        }
+    }
+    lefts.sort_unstable();
     assert_eq!(
-        store
-            .record_failed_try(&secret.key, 3, T0 + 5)
-            .await
-            .unwrap(),
-        FailedTry::Gone
+        lefts,
+        (0..10).collect::<Vec<u32>>(),
+        "each try once, 10 in all"
     );
 }
 
@@ -335,11 +355,8 @@ pub async fn expiry_is_enforced_at_read_time<S: SecretRepository>(store: Arc<S>)
     );
     assert!(!store.consume(&secret.key, T0 + 60).await.unwrap());
     assert_eq!(
-        store
-            .record_failed_try(&secret.key, 10, T0 + 60)
-            .await
-            .unwrap(),
-        FailedTry::Gone
+        store.take_try(&secret.key, 10, T0 + 60).await.unwrap(),
+        TryTaken::Gone
     );
     let md = store
         .find_metadata(&metadata.key, T0 + 61)

@@ -101,22 +101,27 @@ impl SecretRepository for MemoryStore {
         Ok(state.finish(key, |m| m.mark_received(now)).is_some())
     }
 
-    async fn record_failed_try(
+    async fn take_try(
         &self,
         key: &SecretKey,
         max_tries: u32,
         now: UnixTime,
-    ) -> Result<FailedTry, StoreError> {
+    ) -> Result<TryTaken, StoreError> {
         let mut state = self.lock();
         let Some(secret) = state.secrets.get_mut(key).filter(|s| s.is_alive_at(now)) else {
-            return Ok(FailedTry::Gone);
+            return Ok(TryTaken::Gone);
         };
-        secret.failed_tries += 1;
-        if secret.failed_tries < max_tries {
-            return Ok(FailedTry::TriesLeft(max_tries - secret.failed_tries));
+        if secret.failed_tries >= max_tries {
+            return Ok(TryTaken::NoneLeft);
         }
-        state.finish(key, |m| m.mark_burned(now));
-        Ok(FailedTry::Burned)
+        secret.failed_tries += 1;
+        Ok(TryTaken::Taken {
+            left: max_tries - secret.failed_tries,
+        })
+    }
+
+    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+        Ok(self.lock().finish(key, |m| m.mark_burned(now)).is_some())
     }
 
     async fn find_metadata(

@@ -45,6 +45,35 @@ async fn finish<D: Dialect>(
     rows::metadata::<D>(&row)
 }
 
+impl<D: Dialect> SqlStore<D> {
+    /// Deletes a live secret and marks its metadata `state` (received or burned), in one
+    /// transaction that first locks the secret's row; `false` when it was already gone.
+    async fn take_secret(
+        &self,
+        key: &SecretKey,
+        now: UnixTime,
+        state: MetadataState,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        // Waits while another caller holds the row; once that one commits, the row is gone
+        // and this finds nothing.
+        let sql = format!(
+            "SELECT metadata_key FROM secrets WHERE key = $1 AND expires_at > $2{}",
+            D::FOR_UPDATE
+        );
+        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(key.as_str()), Arg::Int(now)])
+            .await
+            .map_err(store_err::<D>)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
+        finish::<D>(&mut tx, key.as_str(), &metadata_key, state, now).await?;
+        tx.commit().await.map_err(store_err::<D>)?;
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> SecretRepository for SqlStore<D> {
     async fn create(
@@ -121,69 +150,54 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
     }
 
     async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        // Waits while another reveal holds the row; once that one commits, the row is gone
-        // and this finds nothing.
-        let sql = format!(
-            "SELECT metadata_key FROM secrets WHERE key = $1 AND expires_at > $2{}",
-            D::FOR_UPDATE
-        );
-        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(key.as_str()), Arg::Int(now)])
-            .await
-            .map_err(store_err::<D>)?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
-        finish::<D>(
-            &mut tx,
-            key.as_str(),
-            &metadata_key,
-            MetadataState::Received,
-            now,
-        )
-        .await?;
-        tx.commit().await.map_err(store_err::<D>)?;
-        Ok(true)
+        self.take_secret(key, now, MetadataState::Received).await
     }
 
-    async fn record_failed_try(
+    async fn take_try(
         &self,
         key: &SecretKey,
         max_tries: u32,
         now: UnixTime,
-    ) -> Result<FailedTry, StoreError> {
-        let mut tx = self.begin().await?;
-        // The UPDATE takes the row (a row lock in Postgres), so concurrent tries count one
-        // after the other and none is lost.
-        let row = D::fetch_optional(
-            &mut tx,
+    ) -> Result<TryTaken, StoreError> {
+        // One statement: the row lock (Postgres) or the single writer (SQLite) makes the
+        // read-compare-increment atomic, so no more than `max_tries` ever succeed.
+        let mut conn = self.write().await?;
+        let args = vec![
+            Arg::Text(key.as_str()),
+            Arg::Int(now),
+            Arg::Int(i64::from(max_tries)),
+        ];
+        let taken = D::fetch_optional(
+            &mut conn,
             "UPDATE secrets SET failed_tries = failed_tries + 1 \
-             WHERE key = $1 AND expires_at > $2 RETURNING failed_tries, metadata_key",
+             WHERE key = $1 AND expires_at > $2 AND failed_tries < $3 RETURNING failed_tries",
+            args,
+        )
+        .await
+        .map_err(store_err::<D>)?;
+        if let Some(row) = taken {
+            let tries = D::int(&row, "failed_tries").map_err(store_err::<D>)?;
+            let left = i64::from(max_tries) - tries;
+            return Ok(TryTaken::Taken {
+                left: left.max(0) as u32,
+            });
+        }
+        let exists = D::fetch_optional(
+            &mut conn,
+            "SELECT 1 AS one FROM secrets WHERE key = $1 AND expires_at > $2",
             vec![Arg::Text(key.as_str()), Arg::Int(now)],
         )
         .await
         .map_err(store_err::<D>)?;
-        let Some(row) = row else {
-            return Ok(FailedTry::Gone);
-        };
-        let tries = D::int(&row, "failed_tries").map_err(store_err::<D>)?;
-        let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
-        let outcome = if tries >= i64::from(max_tries) {
-            finish::<D>(
-                &mut tx,
-                key.as_str(),
-                &metadata_key,
-                MetadataState::Burned,
-                now,
-            )
-            .await?;
-            FailedTry::Burned
+        Ok(if exists.is_some() {
+            TryTaken::NoneLeft
         } else {
-            FailedTry::TriesLeft(max_tries - tries.max(0) as u32)
-        };
-        tx.commit().await.map_err(store_err::<D>)?;
-        Ok(outcome)
+            TryTaken::Gone
+        })
+    }
+
+    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+        self.take_secret(key, now, MetadataState::Burned).await
     }
 
     async fn find_metadata(

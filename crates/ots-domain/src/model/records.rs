@@ -119,6 +119,7 @@ pub struct StoredSecret {
     pub salt: [u8; 16],
     /// bcrypt hash of the (pre-hashed) passphrase, when one was set.
     pub passphrase_hash: Option<String>,
+    /// Passphrase tries taken so far (each one before its check ran).
     pub failed_tries: u32,
     pub created: UnixTime,
     pub expires_at: UnixTime,
@@ -156,14 +157,14 @@ impl Swept {
     }
 }
 
-/// What a failed passphrase try did to the secret.
+/// What asking for one passphrase try answered.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum FailedTry {
-    /// Counted; this many tries remain.
-    TriesLeft(u32),
-    /// That was the last allowed try: the secret is burned.
-    Burned,
-    /// The secret was already gone (revealed, burned or expired meanwhile).
+pub enum TryTaken {
+    /// A try is taken for this check; this many remain after it.
+    Taken { left: u32 },
+    /// Every try is taken (checks may still be running): no check may run.
+    NoneLeft,
+    /// The secret is gone (revealed, burned or expired).
     Gone,
 }
 

@@ -35,6 +35,7 @@ pub struct Service<S, C, M, K, R> {
     cipher: Cipher,
     policy: Policy,
     events: Arc<dyn EventSink>,
+    hasher: Arc<dyn PassphraseHasher>,
     bcrypt_slots: tokio::sync::Semaphore,
 }
 
@@ -66,6 +67,7 @@ where
             cipher,
             policy,
             events: Arc::new(LogEvents),
+            hasher: Arc::new(Bcrypt),
             bcrypt_slots,
         }
     }
@@ -73,6 +75,12 @@ where
     /// Who hears what happens to secrets (metrics, logs).
     pub fn with_events(mut self, events: Arc<dyn EventSink>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// How passphrases are hashed and checked (bcrypt unless a test says otherwise).
+    pub fn with_hasher(mut self, hasher: Arc<dyn PassphraseHasher>) -> Self {
+        self.hasher = hasher;
         self
     }
 

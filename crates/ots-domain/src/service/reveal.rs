@@ -1,7 +1,6 @@
 //! Revealing a secret, once: peek, reveal, and the passphrase try limit.
 
 use crate::clock::{Clock, UnixTime};
-use crate::crypto;
 use crate::error::OtsError;
 use crate::events::Event;
 use crate::model::*;
@@ -33,6 +32,11 @@ where
     }
 
     /// Reveals a secret once. A wrong (or missing) passphrase never consumes it.
+    ///
+    /// A passphrase attempt first takes a try from the store, atomically; only then does
+    /// bcrypt run. So, whatever the concurrency and the number of processes, a secret gets
+    /// at most `max_passphrase_tries` checks in its life, and an attempt that finds no try
+    /// left runs none and is answered as a burned secret is.
     pub async fn reveal(
         &self,
         key: &SecretKey,
@@ -47,20 +51,9 @@ where
             .await?
             .ok_or(OtsError::NotFound)?;
 
-        let passphrase = if let Some(hash) = stored.passphrase_hash.clone() {
-            let ok = match passphrase.clone() {
-                Some(p) => {
-                    self.blocking(move || crypto::verify_passphrase(&p, &hash))
-                        .await?
-                }
-                None => false,
-            };
-            if !ok {
-                return Err(self.failed_try(key, now).await);
-            }
-            passphrase
-        } else {
-            None
+        let passphrase = match stored.passphrase_hash.clone() {
+            Some(hash) => Some(self.check_passphrase(key, passphrase, hash, now).await?),
+            None => None,
         };
 
         // Decrypt before consuming: if decryption fails, the secret stays where it was.
@@ -91,18 +84,37 @@ where
         })
     }
 
-    async fn failed_try(&self, key: &SecretKey, now: UnixTime) -> OtsError {
-        let tries_left = match self
+    /// Takes a try, then checks the passphrase against its hash; the right one comes back.
+    /// A missing passphrase takes a try too (it is a wrong one) but needs no check.
+    async fn check_passphrase(
+        &self,
+        key: &SecretKey,
+        given: Option<Passphrase>,
+        hash: String,
+        now: UnixTime,
+    ) -> Result<Passphrase, OtsError> {
+        let left = match self
             .secrets
-            .record_failed_try(key, self.policy.max_passphrase_tries, now)
-            .await
+            .take_try(key, self.policy.max_passphrase_tries, now)
+            .await?
         {
-            Ok(FailedTry::TriesLeft(tries_left)) => tries_left,
-            Ok(FailedTry::Burned) => 0,
-            Ok(FailedTry::Gone) => return OtsError::NotFound,
-            Err(err) => return err.into(),
+            TryTaken::Taken { left } => left,
+            TryTaken::NoneLeft | TryTaken::Gone => return Err(OtsError::NotFound),
         };
-        self.emit(Event::WrongPassphrase { tries_left });
-        OtsError::WrongPassphrase { tries_left }
+        if let Some(given) = given {
+            let (candidate, hasher) = (given.clone(), self.hasher.clone());
+            if self
+                .blocking(move || hasher.verify(&candidate, &hash))
+                .await?
+            {
+                return Ok(given);
+            }
+        }
+        if left == 0 {
+            // That was the last try: the secret goes.
+            self.secrets.exhaust(key, now).await?;
+        }
+        self.emit(Event::WrongPassphrase { tries_left: left });
+        Err(OtsError::WrongPassphrase { tries_left: left })
     }
 }

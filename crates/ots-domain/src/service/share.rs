@@ -1,7 +1,6 @@
 //! Storing a secret: share (the caller's value) and generate (a value made here).
 
 use crate::clock::Clock;
-use crate::crypto;
 use crate::error::OtsError;
 use crate::events::Event;
 use crate::model::*;
@@ -76,9 +75,9 @@ where
 
         let passphrase_hash = match &input.passphrase {
             Some(p) => {
-                let (p, cost) = (p.clone(), self.policy.bcrypt_cost);
+                let (p, cost, hasher) = (p.clone(), self.policy.bcrypt_cost, self.hasher.clone());
                 Some(
-                    self.blocking(move || crypto::hash_passphrase(&p, cost))
+                    self.blocking(move || hasher.hash(&p, cost))
                         .await?
                         .map_err(OtsError::Internal)?,
                 )

@@ -128,6 +128,11 @@ async fn send<E: Endpoint>(
         content_type.starts_with("application/json"),
         "{status}: every response is JSON, got {content_type:?}: {body}"
     );
+    assert_eq!(
+        headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+        Some(&b"no-store"[..]),
+        "{status}: no cache may keep an answer: {body}"
+    );
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     (status, headers, value)
 }
