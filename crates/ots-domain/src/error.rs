@@ -52,6 +52,13 @@ pub enum OtsError {
     Invalid(String),
     #[error("Unknown customer")]
     UnknownCustomer,
+    /// No master secret given opens the store's check value: starting would write rows no
+    /// one can read and fail every reveal.
+    #[error(
+        "the master secret does not open this store: give the secret it was sealed with \
+         (OTS_SECRET), or the new one with the old one in OTS_SECRET_PREVIOUS"
+    )]
+    WrongMasterSecret,
 }
 
 impl From<StoreError> for OtsError {

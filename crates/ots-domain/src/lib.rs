@@ -21,7 +21,7 @@ pub mod usecases;
 
 pub use accounts::Accounts;
 pub use clock::{Clock, SystemClock, UnixTime};
-pub use crypto::Cipher;
+pub use crypto::{KeyId, Keyring, MasterCheck};
 pub use error::{OtsError, StoreError};
 pub use events::{Event, EventSink, LogEvents};
 pub use model::*;

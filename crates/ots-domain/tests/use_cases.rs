@@ -69,7 +69,7 @@ impl World {
             Arc::new(LogOnly),
             clock.clone(),
             SystemRng::new(),
-            Cipher::new(&[9; 32]).unwrap(),
+            Keyring::new(&[9; 32]).unwrap(),
             policy,
         )
         .with_events(heard.clone());
@@ -149,7 +149,12 @@ async fn share_stores_the_value_sealed_and_answers_new_metadata() {
     );
     assert_eq!(md.custid, "anon");
     let (secret_key, _) = keys(&md);
-    let stored = w.store.find_secret(&secret_key, T0).await.unwrap().unwrap();
+    let stored = w
+        .store
+        .find_secret(&SecretId::of(&secret_key), T0)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         !stored.ciphertext.windows(7).any(|win| win == b"hunter2"),
         "the value is stored encrypted"

@@ -123,15 +123,17 @@ impl Answer {
             OtsError::Unauthorized | OtsError::AccountRequired => StatusCode::UNAUTHORIZED,
             OtsError::WrongPassphrase { .. } => StatusCode::FORBIDDEN,
             OtsError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            OtsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OtsError::Internal(_) | OtsError::WrongMasterSecret => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let message = match err {
             OtsError::WrongPassphrase { tries_left: 0 } => {
                 "Wrong passphrase: too many tries, the secret has been burned".to_owned()
             }
-            OtsError::Internal(cause) => {
+            OtsError::Internal(_) | OtsError::WrongMasterSecret => {
                 // The cause goes to the log only; the client learns nothing about internals.
-                tracing::error!(%cause, "internal error");
+                tracing::error!(cause = %err, "internal error");
                 "Internal error".to_owned()
             }
             other => other.to_string(),

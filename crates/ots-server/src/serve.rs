@@ -8,13 +8,13 @@ use anyhow::{Context, Result};
 use tracing::{info, warn};
 
 use ots_domain::{
-    Cipher, Clock, CustomerRepository, EventSink, LogEvents, Mailer, Rng, SecretStore, Service,
-    SystemClock, SystemRng,
+    Clock, CustomerRepository, EventSink, Keyring, LogEvents, Mailer, MasterCheck, OtsError,
+    Policy, Rng, SecretStore, Service, SystemClock, SystemRng,
 };
 use ots_http::HttpConfig;
 
 use crate::settings::Settings;
-use crate::store;
+use crate::store::{self, Stores};
 
 /// The use cases with the adapters chosen at run time.
 pub type AppService = Service<
@@ -25,28 +25,60 @@ pub type AppService = Service<
     Arc<dyn Rng>,
 >;
 
-pub async fn serve(settings: Settings) -> Result<()> {
-    let master = settings.master.resolve()?;
-    let cipher = Cipher::new(master.as_bytes()).context("the master secret is too short")?;
-    drop(master);
-    let stores = store::open(&settings.store, settings.migrate).await?;
-    let mailer = mailer(&settings)?;
-    let metrics = Arc::new(ots_http::Metrics::new());
-    let events: Vec<Arc<dyn EventSink>> = vec![metrics.clone(), Arc::new(LogEvents)];
+/// The use cases over the stores, with the real clock and randomness.
+pub fn service(
+    stores: &Stores,
+    mailer: Arc<dyn Mailer>,
+    keyring: Keyring,
+    policy: Policy,
+) -> AppService {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let rng: Arc<dyn Rng> = Arc::new(SystemRng::new());
-    let svc = Arc::new(
-        AppService::new(
-            stores.secrets,
-            stores.customers,
-            mailer,
-            clock,
-            rng,
-            cipher,
-            settings.policy.clone(),
-        )
-        .with_events(Arc::new(events)),
-    );
+    AppService::new(
+        stores.secrets.clone(),
+        stores.customers.clone(),
+        mailer,
+        clock,
+        rng,
+        keyring,
+        policy,
+    )
+}
+
+/// Before anything is served: a master secret that opens nothing stops here; records a
+/// previous release wrote with keys in the clear are upgraded; the store's check value is
+/// sealed, or resealed after a rotation.
+pub async fn prepare_store(svc: &AppService) -> Result<()> {
+    if let Some(None) = svc.peek_master().await? {
+        return Err(OtsError::WrongMasterSecret.into());
+    }
+    svc.upgrade_legacy_records().await?;
+    match svc.check_master().await? {
+        MasterCheck::FirstUse => info!("the store is now sealed under this master secret"),
+        MasterCheck::Current => {}
+        MasterCheck::Previous(n) => warn!(
+            previous = n,
+            "the store was sealed under a previous master secret; new rows use the current \
+             one, and OTS_SECRET_PREVIOUS must keep the old one while its rows live"
+        ),
+    }
+    Ok(())
+}
+
+pub async fn serve(settings: Settings) -> Result<()> {
+    let keyring = settings.master.keyring()?;
+    let stores = store::open(&settings.store, settings.migrate).await?;
+    let metrics = Arc::new(ots_http::Metrics::new());
+    let events: Vec<Arc<dyn EventSink>> = vec![metrics.clone(), Arc::new(LogEvents)];
+    let svc = service(
+        &stores,
+        mailer(&settings)?,
+        keyring,
+        settings.policy.clone(),
+    )
+    .with_events(Arc::new(events));
+    prepare_store(&svc).await?;
+    let svc = Arc::new(svc);
 
     let postman = tokio::spawn(deliver_forever(svc.clone(), settings.mail.poll));
     let sweeper = tokio::spawn(sweep_forever(svc.clone(), settings.sweep_interval));

@@ -6,48 +6,93 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use ots_domain::Policy;
+use zeroize::Zeroizing;
+
+use ots_domain::{Keyring, Policy};
 
 use crate::cli::{ServeArgs, StoreArgs};
 use crate::config::{FileConfig, Plans};
 use crate::{master_secret, store};
 
-/// Where the master secret comes from. Resolving it (reading or generating the file) is a
-/// side effect that only `serve` performs.
-pub enum MasterSecret {
+/// The master secrets: the current one (given, or kept in the data directory), and previous
+/// ones that still open what they sealed during a rotation. Resolving the current one
+/// (reading or generating `master.key`) is a side effect only `serve` and `migrate` perform.
+pub struct MasterSecret {
+    current: Current,
+    previous: Vec<Zeroizing<String>>,
+}
+
+enum Current {
     /// `OTS_SECRET`, already checked.
-    Given(zeroize::Zeroizing<String>),
+    Given(Zeroizing<String>),
     /// `master.key` in the data directory, made on first start.
     InDataDir(PathBuf),
 }
 
 impl MasterSecret {
-    /// Reads `OTS_SECRET`: the one place the process looks at it.
-    fn from_env(data_dir: &std::path::Path) -> Result<Self> {
-        match std::env::var("OTS_SECRET") {
+    /// Reads `OTS_SECRET` and `OTS_SECRET_PREVIOUS` (comma-separated): the one place the
+    /// process looks at them.
+    pub fn from_env(data_dir: &std::path::Path) -> Result<Self> {
+        let current = match std::env::var("OTS_SECRET") {
             Ok(secret) => {
                 master_secret::check(&secret)?;
-                Ok(Self::Given(secret.into()))
+                Current::Given(secret.into())
             }
-            Err(_) => Ok(Self::InDataDir(data_dir.to_owned())),
+            Err(_) => Current::InDataDir(data_dir.to_owned()),
+        };
+        let previous = std::env::var("OTS_SECRET_PREVIOUS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                master_secret::check(s).context("in OTS_SECRET_PREVIOUS")?;
+                Ok(Zeroizing::new(s.to_owned()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { current, previous })
+    }
+
+    /// The keyring; creates `master.key` when the current secret is kept there and missing.
+    pub fn keyring(&self) -> Result<Keyring> {
+        let current = match &self.current {
+            Current::Given(secret) => secret.clone(),
+            Current::InDataDir(dir) => master_secret::load(None, dir)?.into(),
+        };
+        self.with_previous(&current)
+    }
+
+    /// The keyring if the current secret exists already: never creates one.
+    pub fn existing_keyring(&self) -> Result<Option<Keyring>> {
+        match &self.current {
+            Current::Given(secret) => self.with_previous(secret).map(Some),
+            Current::InDataDir(dir) if dir.join("master.key").exists() => self.keyring().map(Some),
+            Current::InDataDir(_) => Ok(None),
         }
     }
 
-    /// The secret's bytes; creates `master.key` when it is missing.
-    pub fn resolve(&self) -> Result<zeroize::Zeroizing<String>> {
-        match self {
-            Self::Given(secret) => Ok(secret.clone()),
-            Self::InDataDir(dir) => master_secret::load(None, dir).map(Into::into),
+    fn with_previous(&self, current: &str) -> Result<Keyring> {
+        let mut ring =
+            Keyring::new(current.as_bytes()).context("the master secret is too short")?;
+        for previous in &self.previous {
+            ring = ring
+                .with_previous(previous.as_bytes())
+                .context("a previous master secret is too short")?;
         }
+        Ok(ring)
     }
 
     fn describe(&self) -> String {
-        match self {
-            Self::Given(_) => "from OTS_SECRET".to_owned(),
-            Self::InDataDir(dir) => format!(
+        let current = match &self.current {
+            Current::Given(_) => "from OTS_SECRET".to_owned(),
+            Current::InDataDir(dir) => format!(
                 "none set; `serve` uses (or creates) {}",
                 dir.join("master.key").display()
             ),
+        };
+        match self.previous.len() {
+            0 => current,
+            n => format!("{current}, and {n} previous one(s) from OTS_SECRET_PREVIOUS"),
         }
     }
 }

@@ -46,7 +46,7 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
             if args.database_url.is_none() {
                 crate::master_secret::create_private_dir(&args.data_dir)?;
             }
-            let store = ots_store_sqlite::connect(&url)
+            let store = ots_store_sqlite::connect(&url, migrate)
                 .await
                 .with_context(|| format!("opening {url}"))?;
             Ok(both(store, url))

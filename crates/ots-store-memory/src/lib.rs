@@ -10,9 +10,10 @@ use ots_domain::*;
 
 #[derive(Default)]
 struct State {
-    secrets: HashMap<SecretKey, StoredSecret>,
+    secrets: HashMap<SecretId, StoredSecret>,
     /// Each record with its insertion number, which orders `recent`.
-    metadata: HashMap<MetadataKey, (u64, Metadata)>,
+    metadata: HashMap<MetadataId, (u64, Metadata)>,
+    check_value: Option<Vec<u8>>,
     inserted: u64,
     customers: HashMap<CustId, Customer>,
     tokens: HashMap<CustId, Vec<StoredToken>>,
@@ -21,9 +22,9 @@ struct State {
 
 impl State {
     /// Removes a secret and gives its metadata to `mark` (received or burned).
-    fn finish(&mut self, key: &SecretKey, mark: impl FnOnce(&mut Metadata)) -> Option<Metadata> {
+    fn finish(&mut self, key: &SecretId, mark: impl FnOnce(&mut Metadata)) -> Option<Metadata> {
         let secret = self.secrets.remove(key)?;
-        let (_, metadata) = self.metadata.get_mut(&secret.metadata_key)?;
+        let (_, metadata) = self.metadata.get_mut(&secret.metadata_id)?;
         mark(metadata);
         Some(metadata.clone())
     }
@@ -32,10 +33,10 @@ impl State {
     fn forget_orphan_mail(&mut self) {
         let metadata = &self.metadata;
         self.outbox
-            .retain(|_, m| metadata.contains_key(&m.metadata_key));
+            .retain(|_, m| metadata.contains_key(&m.metadata_id));
     }
 
-    fn live_secret(&self, key: &SecretKey, now: UnixTime) -> Option<&StoredSecret> {
+    fn live_secret(&self, key: &SecretId, now: UnixTime) -> Option<&StoredSecret> {
         self.secrets.get(key).filter(|s| s.is_alive_at(now))
     }
 }
@@ -67,18 +68,18 @@ impl SecretRepository for MemoryStore {
         mail: Option<&OutboxMail>,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let taken = state.secrets.contains_key(&secret.key)
-            || state.metadata.contains_key(&metadata.key)
+        let taken = state.secrets.contains_key(&secret.id)
+            || state.metadata.contains_key(&metadata.id)
             || mail.is_some_and(|m| state.outbox.contains_key(&m.id));
         if taken {
             return Err(StoreError::Conflict("key already in use".into()));
         }
-        state.secrets.insert(secret.key.clone(), secret.clone());
+        state.secrets.insert(secret.id, secret.clone());
         state.inserted += 1;
         let order = state.inserted;
         state
             .metadata
-            .insert(metadata.key.clone(), (order, metadata.clone()));
+            .insert(metadata.id, (order, metadata.clone()));
         if let Some(mail) = mail {
             state.outbox.insert(mail.id.clone(), mail.clone());
         }
@@ -87,13 +88,13 @@ impl SecretRepository for MemoryStore {
 
     async fn find_secret(
         &self,
-        key: &SecretKey,
+        key: &SecretId,
         now: UnixTime,
     ) -> Result<Option<StoredSecret>, StoreError> {
         Ok(self.lock().live_secret(key, now).cloned())
     }
 
-    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+    async fn consume(&self, key: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
         let mut state = self.lock();
         if state.live_secret(key, now).is_none() {
             return Ok(false);
@@ -103,7 +104,7 @@ impl SecretRepository for MemoryStore {
 
     async fn take_try(
         &self,
-        key: &SecretKey,
+        key: &SecretId,
         max_tries: u32,
         now: UnixTime,
     ) -> Result<TryTaken, StoreError> {
@@ -120,13 +121,13 @@ impl SecretRepository for MemoryStore {
         })
     }
 
-    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
+    async fn exhaust(&self, key: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
         Ok(self.lock().finish(key, |m| m.mark_burned(now)).is_some())
     }
 
     async fn find_metadata(
         &self,
-        key: &MetadataKey,
+        key: &MetadataId,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError> {
         Ok(self
@@ -138,18 +139,21 @@ impl SecretRepository for MemoryStore {
             .cloned())
     }
 
-    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, key: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let mut state = self.lock();
-        let Some(secret_key) = state
+        let new = state
             .metadata
             .get(key)
-            .map(|(_, m)| m)
-            .filter(|m| m.state_at(now) == MetadataState::New)
-            .and_then(|m| m.secret_key.clone())
-        else {
-            return Ok(None);
-        };
-        Ok(state.finish(&secret_key, |m| m.mark_burned(now)))
+            .is_some_and(|(_, m)| m.state_at(now) == MetadataState::New);
+        let secret = state
+            .secrets
+            .values()
+            .find(|s| &s.metadata_id == key)
+            .map(|s| s.id);
+        match (new, secret) {
+            (true, Some(secret)) => Ok(state.finish(&secret, |m| m.mark_burned(now))),
+            _ => Ok(None),
+        }
     }
 
     async fn recent(
@@ -177,18 +181,18 @@ impl SecretRepository for MemoryStore {
 
     async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
         let mut state = self.lock();
-        let secrets: Vec<SecretKey> = state
+        let secrets: Vec<SecretId> = state
             .secrets
             .values()
             .filter(|s| !s.is_alive_at(now))
-            .map(|s| s.key.clone())
+            .map(|s| s.id)
             .take(batch as usize)
             .collect();
-        let metadata: Vec<MetadataKey> = state
+        let metadata: Vec<MetadataId> = state
             .metadata
             .values()
             .filter(|(_, m)| !m.is_alive_at(now))
-            .map(|(_, m)| m.key.clone())
+            .map(|(_, m)| m.id)
             .take(batch as usize)
             .collect();
         for key in &secrets {
@@ -206,19 +210,44 @@ impl SecretRepository for MemoryStore {
 
     async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let keys: Vec<MetadataKey> = state
+        let keys: Vec<MetadataId> = state
             .metadata
             .values()
             .filter(|(_, m)| &m.custid == custid)
-            .map(|(_, m)| m.key.clone())
+            .map(|(_, m)| m.id)
             .collect();
         for key in &keys {
-            if let Some(secret_key) = state.metadata.remove(key).and_then(|(_, m)| m.secret_key) {
-                state.secrets.remove(&secret_key);
-            }
+            state.metadata.remove(key);
+        }
+        // Secrets go with their metadata (as ON DELETE CASCADE does in SQL).
+        let metadata = &state.metadata;
+        let orphans: Vec<SecretId> = state
+            .secrets
+            .values()
+            .filter(|s| !metadata.contains_key(&s.metadata_id))
+            .map(|s| s.id)
+            .collect();
+        for id in &orphans {
+            state.secrets.remove(id);
         }
         state.forget_orphan_mail();
         Ok(keys.len() as u64)
+    }
+
+    async fn check_value(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().check_value.clone())
+    }
+
+    async fn init_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        self.lock()
+            .check_value
+            .get_or_insert_with(|| sealed.to_vec());
+        Ok(())
+    }
+
+    async fn replace_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        self.lock().check_value = Some(sealed.to_vec());
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

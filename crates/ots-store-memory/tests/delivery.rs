@@ -44,7 +44,7 @@ fn setup() -> (Svc, Arc<FlakyMailer>, Arc<TestClock>) {
         mailer.clone(),
         clock.clone(),
         SystemRng::new(),
-        Cipher::new(&[1; 32]).unwrap(),
+        Keyring::new(&[1; 32]).unwrap(),
         Policy {
             bcrypt_cost: 4,
             ..Policy::default()

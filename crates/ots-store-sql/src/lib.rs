@@ -17,6 +17,7 @@ mod customers;
 mod outbox;
 mod rows;
 mod secrets;
+mod upgrade;
 
 /// A value bound to a `$N` placeholder.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,7 @@ pub enum Arg<'a> {
     Int(i64),
     MaybeInt(Option<i64>),
     Bytes(&'a [u8]),
+    MaybeBytes(Option<&'a [u8]>),
     Bool(bool),
 }
 
@@ -76,6 +78,7 @@ pub trait Dialect: Send + Sync + 'static {
     fn int(row: &RowOf<Self>, col: &str) -> Result<i64, sqlx::Error>;
     fn maybe_int(row: &RowOf<Self>, col: &str) -> Result<Option<i64>, sqlx::Error>;
     fn bytes(row: &RowOf<Self>, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn maybe_bytes(row: &RowOf<Self>, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
     fn boolean(row: &RowOf<Self>, col: &str) -> Result<bool, sqlx::Error>;
 }
 
@@ -139,6 +142,12 @@ macro_rules! plumbing {
         fn bytes(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<Vec<u8>, ::sqlx::Error> {
             ::sqlx::Row::try_get(row, col)
         }
+        fn maybe_bytes(
+            row: &<$db as ::sqlx::Database>::Row,
+            col: &str,
+        ) -> Result<Option<Vec<u8>>, ::sqlx::Error> {
+            ::sqlx::Row::try_get(row, col)
+        }
         fn boolean(row: &<$db as ::sqlx::Database>::Row, col: &str) -> Result<bool, ::sqlx::Error> {
             ::sqlx::Row::try_get(row, col)
         }
@@ -152,6 +161,7 @@ macro_rules! plumbing {
                 $crate::Arg::Int(v) => query.bind(v),
                 $crate::Arg::MaybeInt(v) => query.bind(v),
                 $crate::Arg::Bytes(v) => query.bind(v),
+                $crate::Arg::MaybeBytes(v) => query.bind(v),
                 $crate::Arg::Bool(v) => query.bind(v),
             };
         }
@@ -220,15 +230,15 @@ impl<D: Dialect> SqlStore<D> {
         Ok(())
     }
 
-    async fn read(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
+    pub(crate) async fn read(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
         self.reader().acquire().await.map_err(store_err::<D>)
     }
 
-    async fn write(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
+    pub(crate) async fn write(&self) -> Result<sqlx::pool::PoolConnection<D::Db>, StoreError> {
         self.writer.acquire().await.map_err(store_err::<D>)
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, D::Db>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, D::Db>, StoreError> {
         self.writer.begin().await.map_err(store_err::<D>)
     }
 

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use ots_domain::crypto::hex;
 use ots_domain::*;
 
 use crate::rows::{self, OUTBOX_COLUMNS};
@@ -13,12 +14,17 @@ pub(crate) async fn insert<D: Dialect>(
     mail: &OutboxMail,
 ) -> Result<(), StoreError> {
     let sql = format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+    let (metadata_id, to, link) = (
+        mail.metadata_id.to_hex(),
+        hex(&mail.sealed_to),
+        hex(&mail.sealed_secret_key),
+    );
     let args = vec![
         Arg::Text(&mail.id),
-        Arg::Text(mail.metadata_key.as_str()),
-        Arg::Text(&mail.mail.to),
-        Arg::Text(mail.mail.from_custid.as_str()),
-        Arg::Text(mail.mail.secret_key.as_str()),
+        Arg::Text(&metadata_id),
+        Arg::Text(&to),
+        Arg::Text(mail.from_custid.as_str()),
+        Arg::Text(&link),
         Arg::Int(i64::from(mail.attempts)),
         Arg::Int(mail.next_attempt_at),
     ];

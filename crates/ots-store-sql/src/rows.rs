@@ -1,14 +1,17 @@
 //! Column lists and row mapping, for both dialects. A row that does not parse into its
 //! domain record is an error naming the table and column, never silently dropped.
 
+use ots_domain::crypto::unhex;
 use ots_domain::*;
 
 use crate::{store_err, Dialect, RowOf};
 
-pub(crate) const METADATA_COLUMNS: &str = "key, custid, secret_key, ttl, state, created, \
-     updated, received, burned, recipients, passphrase_required, secret_expires_at, expires_at";
-pub(crate) const SECRET_COLUMNS: &str = "key, metadata_key, ciphertext, nonce, salt, \
-     passphrase_hash, failed_tries, created, expires_at";
+pub(crate) const METADATA_COLUMNS: &str = "key, custid, secret_key, sealed_key, ttl, state, \
+     created, updated, received, burned, recipients, passphrase_required, secret_expires_at, \
+     expires_at";
+pub(crate) const SECRET_COLUMNS: &str = "key, metadata_key, ciphertext, nonce, salt, scheme, \
+     key_id, passphrase_cost, passphrase_salt, passphrase_hash, legacy_aad, failed_tries, \
+     created, expires_at";
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, metadata_key, recipient, from_custid, secret_key, attempts, next_attempt_at";
 pub(crate) const CUSTOMER_COLUMNS: &str = "custid, email, plan, created";
@@ -56,6 +59,19 @@ impl<'r, D: Dialect> Fields<'r, D> {
         self.bytes(col)?.try_into().map_err(|_| self.corrupt(col))
     }
 
+    fn maybe_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        D::maybe_bytes(self.row, col).map_err(store_err::<D>)
+    }
+
+    /// Bytes stored as hex in a text column.
+    fn hex(&self, col: &str) -> Result<Vec<u8>, StoreError> {
+        self.parsed(col, unhex)
+    }
+
+    fn maybe_hex(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.maybe_parsed(col, unhex)
+    }
+
     fn boolean(&self, col: &str) -> Result<bool, StoreError> {
         D::boolean(self.row, col).map_err(store_err::<D>)
     }
@@ -89,10 +105,22 @@ impl<'r, D: Dialect> Fields<'r, D> {
 
 pub(crate) fn metadata<D: Dialect>(row: &RowOf<D>) -> Result<Metadata, StoreError> {
     let f = Fields::<D>::new(row, "metadata");
+    let sealed = (f.maybe_hex("secret_key")?, f.maybe_hex("sealed_key")?);
+    metadata_with(&f, f.parsed("key", MetadataId::from_hex)?, sealed)
+}
+
+/// A metadata row with its id and sealed keys as given: the other columns mean the same in
+/// legacy and current rows.
+fn metadata_with<D: Dialect>(
+    f: &Fields<'_, D>,
+    id: MetadataId,
+    (sealed_secret_key, sealed_key): (Option<Vec<u8>>, Option<Vec<u8>>),
+) -> Result<Metadata, StoreError> {
     Ok(Metadata {
-        key: f.parsed("key", MetadataKey::parse)?,
+        id,
         custid: f.custid("custid")?,
-        secret_key: f.maybe_parsed("secret_key", SecretKey::parse)?,
+        sealed_secret_key,
+        sealed_key,
         ttl: f.int("ttl")?,
         state: f.parsed("state", MetadataState::parse)?,
         created: f.int("created")?,
@@ -108,13 +136,35 @@ pub(crate) fn metadata<D: Dialect>(row: &RowOf<D>) -> Result<Metadata, StoreErro
 
 pub(crate) fn secret<D: Dialect>(row: &RowOf<D>) -> Result<StoredSecret, StoreError> {
     let f = Fields::<D>::new(row, "secrets");
+    let scheme = match f.int("scheme")? {
+        2 => ValueScheme::Sealed {
+            key_id: f.parsed("key_id", KeyId::from_hex)?,
+            passphrase: match f.maybe_int("passphrase_cost")? {
+                Some(cost) => Some(PassphraseParams {
+                    cost: u32::try_from(cost).map_err(|_| f.corrupt("passphrase_cost"))?,
+                    salt: f
+                        .maybe_bytes("passphrase_salt")?
+                        .and_then(|s| s.try_into().ok())
+                        .ok_or_else(|| f.corrupt("passphrase_salt"))?,
+                }),
+                None => None,
+            },
+        },
+        1 => ValueScheme::Legacy {
+            passphrase_hash: f
+                .maybe_text("passphrase_hash")?
+                .ok_or_else(|| f.corrupt("passphrase_hash"))?,
+            sealed_metadata_key: f.hex("legacy_aad")?,
+        },
+        _ => return Err(f.corrupt("scheme")),
+    };
     Ok(StoredSecret {
-        key: f.parsed("key", SecretKey::parse)?,
-        metadata_key: f.parsed("metadata_key", MetadataKey::parse)?,
+        id: f.parsed("key", SecretId::from_hex)?,
+        metadata_id: f.parsed("metadata_key", MetadataId::from_hex)?,
         ciphertext: f.bytes("ciphertext")?,
         nonce: f.array("nonce")?,
         salt: f.array("salt")?,
-        passphrase_hash: f.maybe_text("passphrase_hash")?,
+        scheme,
         failed_tries: f.count("failed_tries")?,
         created: f.int("created")?,
         expires_at: f.int("expires_at")?,
@@ -125,12 +175,48 @@ pub(crate) fn outbox<D: Dialect>(row: &RowOf<D>) -> Result<OutboxMail, StoreErro
     let f = Fields::<D>::new(row, "outbox");
     Ok(OutboxMail {
         id: f.text("id")?,
-        metadata_key: f.parsed("metadata_key", MetadataKey::parse)?,
-        mail: SecretLinkMail {
-            to: f.text("recipient")?,
-            from_custid: f.custid("from_custid")?,
-            secret_key: f.parsed("secret_key", SecretKey::parse)?,
-        },
+        metadata_id: f.parsed("metadata_key", MetadataId::from_hex)?,
+        from_custid: f.custid("from_custid")?,
+        sealed_to: f.hex("recipient")?,
+        sealed_secret_key: f.hex("secret_key")?,
+        attempts: f.count("attempts")?,
+        next_attempt_at: f.int("next_attempt_at")?,
+    })
+}
+
+/// A metadata row a release that stored keys wrote: its keys in the clear, full addresses.
+pub(crate) fn legacy_metadata<D: Dialect>(
+    row: &RowOf<D>,
+) -> Result<(MetadataKey, Option<SecretKey>, Metadata), StoreError> {
+    let f = Fields::<D>::new(row, "metadata");
+    let key = f.parsed("key", MetadataKey::parse)?;
+    let metadata = metadata_with(&f, MetadataId::of(&key), (None, None))?;
+    Ok((
+        key,
+        f.maybe_parsed("secret_key", SecretKey::parse)?,
+        metadata,
+    ))
+}
+
+pub(crate) fn legacy_secret<D: Dialect>(row: &RowOf<D>) -> Result<LegacySecret, StoreError> {
+    let f = Fields::<D>::new(row, "secrets");
+    Ok(LegacySecret {
+        ciphertext: f.bytes("ciphertext")?,
+        nonce: f.array("nonce")?,
+        salt: f.array("salt")?,
+        passphrase_hash: f.maybe_text("passphrase_hash")?,
+        failed_tries: f.count("failed_tries")?,
+        created: f.int("created")?,
+        expires_at: f.int("expires_at")?,
+    })
+}
+
+pub(crate) fn legacy_mail<D: Dialect>(row: &RowOf<D>) -> Result<LegacyMail, StoreError> {
+    let f = Fields::<D>::new(row, "outbox");
+    Ok(LegacyMail {
+        id: f.text("id")?,
+        to: f.text("recipient")?,
+        from_custid: f.custid("from_custid")?,
         attempts: f.count("attempts")?,
         next_attempt_at: f.int("next_attempt_at")?,
     })
@@ -156,7 +242,7 @@ pub(crate) fn token<D: Dialect>(row: &RowOf<D>) -> Result<StoredToken, StoreErro
 }
 
 /// Recipients are stored one per line (an address holds no line break: see `Email`).
-pub(crate) fn join_recipients(recipients: &[String]) -> String {
+pub fn join_recipients(recipients: &[String]) -> String {
     recipients.join("\n")
 }
 

@@ -6,6 +6,8 @@ use async_trait::async_trait;
 
 use ots_domain::*;
 
+use ots_domain::crypto::hex;
+
 use crate::rows::{self, join_recipients, METADATA_COLUMNS, SECRET_COLUMNS};
 use crate::{store_err, Arg, Conn, Dialect, SqlStore};
 
@@ -45,15 +47,95 @@ async fn finish<D: Dialect>(
     rows::metadata::<D>(&row)
 }
 
+pub(crate) async fn insert_metadata<D: Dialect>(
+    conn: &mut Conn<D>,
+    metadata: &Metadata,
+) -> Result<(), StoreError> {
+    let (id, recipients) = (metadata.id.to_hex(), join_recipients(&metadata.recipients));
+    let sealed_secret_key = metadata.sealed_secret_key.as_deref().map(hex);
+    let sealed_key = metadata.sealed_key.as_deref().map(hex);
+    let sql = format!(
+        "INSERT INTO metadata ({METADATA_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    );
+    let args = vec![
+        Arg::Text(&id),
+        Arg::Text(metadata.custid.as_str()),
+        Arg::MaybeText(sealed_secret_key.as_deref()),
+        Arg::MaybeText(sealed_key.as_deref()),
+        Arg::Int(metadata.ttl),
+        Arg::Text(metadata.state.as_str()),
+        Arg::Int(metadata.created),
+        Arg::Int(metadata.updated),
+        Arg::MaybeInt(metadata.received),
+        Arg::MaybeInt(metadata.burned),
+        Arg::Text(&recipients),
+        Arg::Bool(metadata.passphrase_required),
+        Arg::Int(metadata.secret_expires_at),
+        Arg::Int(metadata.expires_at),
+    ];
+    D::execute(conn, &sql, args)
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+}
+
+pub(crate) async fn insert_secret<D: Dialect>(
+    conn: &mut Conn<D>,
+    secret: &StoredSecret,
+) -> Result<(), StoreError> {
+    let (id, metadata_id) = (secret.id.to_hex(), secret.metadata_id.to_hex());
+    let (scheme, key_id, params, hash, aad) = match &secret.scheme {
+        ValueScheme::Sealed { key_id, passphrase } => {
+            (2, Some(key_id.to_hex()), *passphrase, None, None)
+        }
+        ValueScheme::Legacy {
+            passphrase_hash,
+            sealed_metadata_key,
+        } => (
+            1,
+            None,
+            None,
+            Some(passphrase_hash.as_str()),
+            Some(hex(sealed_metadata_key)),
+        ),
+    };
+    let sql = format!(
+        "INSERT INTO secrets ({SECRET_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    );
+    let args = vec![
+        Arg::Text(&id),
+        Arg::Text(&metadata_id),
+        Arg::Bytes(&secret.ciphertext),
+        Arg::Bytes(&secret.nonce),
+        Arg::Bytes(&secret.salt),
+        Arg::Int(scheme),
+        Arg::MaybeText(key_id.as_deref()),
+        Arg::MaybeInt(params.as_ref().map(|p| i64::from(p.cost))),
+        Arg::MaybeBytes(params.as_ref().map(|p| &p.salt[..])),
+        Arg::MaybeText(hash),
+        Arg::MaybeText(aad.as_deref()),
+        Arg::Int(i64::from(secret.failed_tries)),
+        Arg::Int(secret.created),
+        Arg::Int(secret.expires_at),
+    ];
+    D::execute(conn, &sql, args)
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+}
+
 impl<D: Dialect> SqlStore<D> {
     /// Deletes a live secret and marks its metadata `state` (received or burned), in one
     /// transaction that first locks the secret's row; `false` when it was already gone.
     async fn take_secret(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         now: UnixTime,
         state: MetadataState,
     ) -> Result<bool, StoreError> {
+        let key = id.to_hex();
         let mut tx = self.begin().await?;
         // Waits while another caller holds the row; once that one commits, the row is gone
         // and this finds nothing.
@@ -61,14 +143,14 @@ impl<D: Dialect> SqlStore<D> {
             "SELECT metadata_key FROM secrets WHERE key = $1 AND expires_at > $2{}",
             D::FOR_UPDATE
         );
-        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(key.as_str()), Arg::Int(now)])
+        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(&key), Arg::Int(now)])
             .await
             .map_err(store_err::<D>)?;
         let Some(row) = row else {
             return Ok(false);
         };
         let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
-        finish::<D>(&mut tx, key.as_str(), &metadata_key, state, now).await?;
+        finish::<D>(&mut tx, &key, &metadata_key, state, now).await?;
         tx.commit().await.map_err(store_err::<D>)?;
         Ok(true)
     }
@@ -83,46 +165,8 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         mail: Option<&OutboxMail>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        let recipients = join_recipients(&metadata.recipients);
-        let sql = format!(
-            "INSERT INTO metadata ({METADATA_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        );
-        let args = vec![
-            Arg::Text(metadata.key.as_str()),
-            Arg::Text(metadata.custid.as_str()),
-            Arg::MaybeText(metadata.secret_key.as_ref().map(SecretKey::as_str)),
-            Arg::Int(metadata.ttl),
-            Arg::Text(metadata.state.as_str()),
-            Arg::Int(metadata.created),
-            Arg::Int(metadata.updated),
-            Arg::MaybeInt(metadata.received),
-            Arg::MaybeInt(metadata.burned),
-            Arg::Text(&recipients),
-            Arg::Bool(metadata.passphrase_required),
-            Arg::Int(metadata.secret_expires_at),
-            Arg::Int(metadata.expires_at),
-        ];
-        D::execute(&mut tx, &sql, args)
-            .await
-            .map_err(store_err::<D>)?;
-        let sql = format!(
-            "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        );
-        let args = vec![
-            Arg::Text(secret.key.as_str()),
-            Arg::Text(secret.metadata_key.as_str()),
-            Arg::Bytes(&secret.ciphertext),
-            Arg::Bytes(&secret.nonce),
-            Arg::Bytes(&secret.salt),
-            Arg::MaybeText(secret.passphrase_hash.as_deref()),
-            Arg::Int(i64::from(secret.failed_tries)),
-            Arg::Int(secret.created),
-            Arg::Int(secret.expires_at),
-        ];
-        D::execute(&mut tx, &sql, args)
-            .await
-            .map_err(store_err::<D>)?;
+        insert_metadata::<D>(&mut tx, metadata).await?;
+        insert_secret::<D>(&mut tx, secret).await?;
         if let Some(mail) = mail {
             crate::outbox::insert::<D>(&mut tx, mail).await?;
         }
@@ -131,7 +175,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
 
     async fn find_secret(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         now: UnixTime,
     ) -> Result<Option<StoredSecret>, StoreError> {
         let sql =
@@ -140,7 +184,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         D::fetch_optional(
             &mut conn,
             &sql,
-            vec![Arg::Text(key.as_str()), Arg::Int(now)],
+            vec![Arg::Text(&id.to_hex()), Arg::Int(now)],
         )
         .await
         .map_err(store_err::<D>)?
@@ -149,21 +193,22 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         .transpose()
     }
 
-    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
-        self.take_secret(key, now, MetadataState::Received).await
+    async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
+        self.take_secret(id, now, MetadataState::Received).await
     }
 
     async fn take_try(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         max_tries: u32,
         now: UnixTime,
     ) -> Result<TryTaken, StoreError> {
+        let key = id.to_hex();
         // One statement: the row lock (Postgres) or the single writer (SQLite) makes the
         // read-compare-increment atomic, so no more than `max_tries` ever succeed.
         let mut conn = self.write().await?;
         let args = vec![
-            Arg::Text(key.as_str()),
+            Arg::Text(&key),
             Arg::Int(now),
             Arg::Int(i64::from(max_tries)),
         ];
@@ -185,7 +230,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         let exists = D::fetch_optional(
             &mut conn,
             "SELECT 1 AS one FROM secrets WHERE key = $1 AND expires_at > $2",
-            vec![Arg::Text(key.as_str()), Arg::Int(now)],
+            vec![Arg::Text(&key), Arg::Int(now)],
         )
         .await
         .map_err(store_err::<D>)?;
@@ -196,13 +241,13 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         })
     }
 
-    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
-        self.take_secret(key, now, MetadataState::Burned).await
+    async fn exhaust(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
+        self.take_secret(id, now, MetadataState::Burned).await
     }
 
     async fn find_metadata(
         &self,
-        key: &MetadataKey,
+        id: &MetadataId,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError> {
         let sql =
@@ -211,7 +256,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         D::fetch_optional(
             &mut conn,
             &sql,
-            vec![Arg::Text(key.as_str()), Arg::Int(now)],
+            vec![Arg::Text(&id.to_hex()), Arg::Int(now)],
         )
         .await
         .map_err(store_err::<D>)?
@@ -220,28 +265,22 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         .transpose()
     }
 
-    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
+    async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
+        let key = id.to_hex();
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT s.key AS secret_key FROM metadata m JOIN secrets s ON s.metadata_key = m.key \
              WHERE m.key = $1 AND m.state = 'new' AND s.expires_at > $2{}",
             D::FOR_UPDATE_BOTH
         );
-        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(key.as_str()), Arg::Int(now)])
+        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(&key), Arg::Int(now)])
             .await
             .map_err(store_err::<D>)?;
         let Some(row) = row else {
             return Ok(None);
         };
         let secret_key = D::text(&row, "secret_key").map_err(store_err::<D>)?;
-        let metadata = finish::<D>(
-            &mut tx,
-            &secret_key,
-            key.as_str(),
-            MetadataState::Burned,
-            now,
-        )
-        .await?;
+        let metadata = finish::<D>(&mut tx, &secret_key, &key, MetadataState::Burned, now).await?;
         tx.commit().await.map_err(store_err::<D>)?;
         Ok(Some(metadata))
     }
@@ -302,6 +341,32 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         )
         .await
         .map_err(store_err::<D>)
+    }
+
+    async fn check_value(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        crate::upgrade::check_value(self).await
+    }
+
+    async fn init_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        crate::upgrade::set_check_value(self, sealed, false).await
+    }
+
+    async fn replace_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        crate::upgrade::set_check_value(self, sealed, true).await
+    }
+
+    async fn legacy_records(&self, limit: u32) -> Result<Vec<LegacyRecord>, StoreError> {
+        crate::upgrade::legacy_records(self, limit).await
+    }
+
+    async fn replace_legacy(
+        &self,
+        record: &LegacyRecord,
+        secret: Option<&StoredSecret>,
+        metadata: &Metadata,
+        mails: &[OutboxMail],
+    ) -> Result<(), StoreError> {
+        crate::upgrade::replace_legacy(self, record, secret, metadata, mails).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

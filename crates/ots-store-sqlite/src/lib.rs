@@ -43,9 +43,9 @@ impl Dialect for Sqlite {
 /// Secrets, metadata, customers and tokens in one SQLite file.
 pub type SqliteStore = SqlStore<Sqlite>;
 
-/// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and applies the
-/// migrations.
-pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+/// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and, when `migrate`,
+/// applies the migrations.
+pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(store_err::<Sqlite>)?
         .create_if_missing(true)
@@ -59,8 +59,9 @@ pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
         .connect_with(options.clone())
         .await
         .map_err(store_err::<Sqlite>)?;
-    let store = SqliteStore::new(writer.clone(), None);
-    store.migrate().await?;
+    if migrate {
+        SqliteStore::new(writer.clone(), None).migrate().await?;
+    }
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))

@@ -8,7 +8,7 @@ async fn fresh() -> Option<Fixture<SqliteStore>> {
     let name = random_string(&SystemRng::new(), 12, KEY_ALPHABET).unwrap();
     let dir = std::env::temp_dir().join(format!("ots-sqlite-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = ots_store_sqlite::connect(&format!("sqlite://{}/ots.db", dir.display()))
+    let store = ots_store_sqlite::connect(&format!("sqlite://{}/ots.db", dir.display()), true)
         .await
         .expect("open a fresh SQLite database");
     let mut fixture = Fixture::new(store);

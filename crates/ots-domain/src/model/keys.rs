@@ -58,6 +58,55 @@ key_type!(
     MetadataKey
 );
 
+/// What a row is found by: SHA-256 over a tag and the key. A key carries 160 random bits,
+/// so a stored id gives nothing to work back from, and nothing to present to the API.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident of $key:ident, $tag:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            pub fn of(key: &$key) -> Self {
+                let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+                ctx.update($tag);
+                ctx.update(key.as_str().as_bytes());
+                let mut id = [0u8; 32];
+                id.copy_from_slice(ctx.finish().as_ref());
+                Self(id)
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            /// 64 lowercase hex digits, as stored.
+            pub fn to_hex(&self) -> String {
+                crate::crypto::hex(&self.0)
+            }
+
+            pub fn from_hex(raw: &str) -> Option<Self> {
+                crate::crypto::unhex(raw)?.try_into().ok().map(Self)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({}…)", stringify!($name), &self.to_hex()[..8])
+            }
+        }
+    };
+}
+
+id_type!(
+    /// The stored identity of a secret: a digest of its key.
+    SecretId of SecretKey, b"ots/v2/secret-id:"
+);
+id_type!(
+    /// The stored identity of a metadata record: a digest of its key.
+    MetadataId of MetadataKey, b"ots/v2/metadata-id:"
+);
+
 /// A customer id; `anon` is the anonymous customer.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct CustId(String);
@@ -138,6 +187,22 @@ mod tests {
         let creds = Credentials::parse("alice", "tok-hunter2-secret").unwrap();
         assert!(!format!("{creds:?}").contains("hunter2"));
         assert_eq!(creds.token(), "tok-hunter2-secret");
+    }
+
+    #[test]
+    fn ids_are_digests_that_round_trip_as_hex() {
+        let key = SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9").unwrap();
+        let id = SecretId::of(&key);
+        assert_eq!(id, SecretId::of(&key));
+        assert_eq!(SecretId::from_hex(&id.to_hex()), Some(id));
+        assert!(!id.to_hex().contains(key.as_str()));
+        let same_text = MetadataKey::parse(key.as_str()).unwrap();
+        assert_ne!(
+            MetadataId::of(&same_text).as_bytes(),
+            id.as_bytes(),
+            "a secret id and a metadata id never collide"
+        );
+        assert!(SecretId::from_hex("abc").is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use crate::clock::UnixTime;
-use crate::model::{CustId, MetadataKey, SecretKey};
+use crate::crypto::KeyId;
+use crate::model::{CustId, MetadataId, SecretId};
 
 /// A customer account, as the customer repository stores it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -55,13 +56,18 @@ impl MetadataState {
 }
 
 /// The creator's record of one secret. It outlives the secret (twice its ttl) so the
-/// creator can see what happened to it.
+/// creator can see what happened to it. Found by [`MetadataId`]; it holds no key in the
+/// clear.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Metadata {
-    pub key: MetadataKey,
+    pub id: MetadataId,
     pub custid: CustId,
-    /// Present while the secret may still be revealed; `None` once received or burned.
-    pub secret_key: Option<SecretKey>,
+    /// The secret key, sealed under the metadata key (which only the creator holds), while
+    /// the secret may be revealed; `None` once received or burned.
+    pub sealed_secret_key: Option<Vec<u8>>,
+    /// The metadata key sealed under the master secret, for a customer's `recent`; `None`
+    /// for anonymous secrets, which have no `recent`.
+    pub sealed_key: Option<Vec<u8>>,
     /// The secret's granted ttl in seconds (after clamping).
     pub ttl: i64,
     pub state: MetadataState,
@@ -69,7 +75,7 @@ pub struct Metadata {
     pub updated: UnixTime,
     pub received: Option<UnixTime>,
     pub burned: Option<UnixTime>,
-    /// Full addresses; shown only obfuscated, kept only as long as the metadata.
+    /// Obfuscated addresses (`ja***@ex***.com`): the full ones are never kept here.
     pub recipients: Vec<String>,
     pub passphrase_required: bool,
     /// When the secret stops being revealable: `created + ttl`.
@@ -94,7 +100,7 @@ impl Metadata {
     /// Marks the metadata `received` at `now` (the store calls this inside its transaction).
     pub fn mark_received(&mut self, now: UnixTime) {
         self.state = MetadataState::Received;
-        self.secret_key = None;
+        self.sealed_secret_key = None;
         self.received = Some(now);
         self.updated = now;
     }
@@ -102,40 +108,77 @@ impl Metadata {
     /// Marks the metadata `burned` at `now`.
     pub fn mark_burned(&mut self, now: UnixTime) {
         self.state = MetadataState::Burned;
-        self.secret_key = None;
+        self.sealed_secret_key = None;
         self.burned = Some(now);
         self.updated = now;
     }
 }
 
-/// The encrypted secret as stored. The value is never stored in the clear.
+/// The encrypted secret as stored, found by [`SecretId`]. The value is never stored in the
+/// clear, and nothing stored opens it without the secret key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredSecret {
-    pub key: SecretKey,
-    pub metadata_key: MetadataKey,
+    pub id: SecretId,
+    pub metadata_id: MetadataId,
     /// AES-256-GCM ciphertext with its tag appended.
     pub ciphertext: Vec<u8>,
     pub nonce: [u8; 12],
+    /// The value key's HKDF salt.
     pub salt: [u8; 16],
-    /// bcrypt hash of the (pre-hashed) passphrase, when one was set.
-    pub passphrase_hash: Option<String>,
+    pub scheme: ValueScheme,
     /// Passphrase tries taken so far (each one before its check ran).
     pub failed_tries: u32,
     pub created: UnixTime,
     pub expires_at: UnixTime,
 }
 
+/// How a stored value opens.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ValueScheme {
+    /// The value key derives from master secret `key_id`, the secret key and, when a
+    /// passphrase was set, bcrypt of it at `passphrase.cost` under `passphrase.salt`: a wrong
+    /// passphrase is a value that does not open. No verifier is stored.
+    Sealed {
+        key_id: KeyId,
+        passphrase: Option<PassphraseParams>,
+    },
+    /// Written by a release that stored keys, with a passphrase (its bcrypt verifier), and
+    /// upgraded since: the metadata key its ciphertext is bound to is sealed under the
+    /// secret key.
+    Legacy {
+        passphrase_hash: String,
+        sealed_metadata_key: Vec<u8>,
+    },
+}
+
+/// The bcrypt parameters of a passphrase's derivation; its output is never stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PassphraseParams {
+    pub cost: u32,
+    pub salt: [u8; 16],
+}
+
 impl StoredSecret {
     pub fn is_alive_at(&self, now: UnixTime) -> bool {
         now < self.expires_at
+    }
+
+    pub fn passphrase_required(&self) -> bool {
+        !matches!(
+            self.scheme,
+            ValueScheme::Sealed {
+                passphrase: None,
+                ..
+            }
+        )
     }
 }
 
 impl fmt::Debug for StoredSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredSecret")
-            .field("key", &self.key)
-            .field("passphrase_required", &self.passphrase_hash.is_some())
+            .field("id", &self.id)
+            .field("passphrase_required", &self.passphrase_required())
             .field("failed_tries", &self.failed_tries)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
@@ -171,19 +214,21 @@ pub enum TryTaken {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MetadataKey;
 
     fn sample() -> Metadata {
         Metadata {
-            key: MetadataKey::parse("qjpjroeit8wra0ojeyhcw5pjsgwtuq7").unwrap(),
+            id: MetadataId::of(&MetadataKey::parse("qjpjroeit8wra0ojeyhcw5pjsgwtuq7").unwrap()),
             custid: CustId::anonymous(),
-            secret_key: SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefvu9"),
+            sealed_secret_key: Some(vec![1, 2, 3]),
+            sealed_key: None,
             ttl: 100,
             state: MetadataState::New,
             created: 1000,
             updated: 1000,
             received: None,
             burned: None,
-            recipients: vec!["jane@example.com".into()],
+            recipients: vec!["ja***@ex***.com".into()],
             passphrase_required: false,
             secret_expires_at: 1100,
             expires_at: 1200,
@@ -204,7 +249,12 @@ mod tests {
         let mut md = sample();
         md.mark_received(1050);
         assert_eq!(
-            (md.state, md.secret_key.clone(), md.received, md.updated),
+            (
+                md.state,
+                md.sealed_secret_key.clone(),
+                md.received,
+                md.updated
+            ),
             (MetadataState::Received, None, Some(1050), 1050)
         );
         // A received secret stays received after its ttl: only `new` expires.
@@ -212,6 +262,6 @@ mod tests {
         let mut md = sample();
         md.mark_burned(1060);
         assert_eq!((md.state, md.burned), (MetadataState::Burned, Some(1060)));
-        assert!(md.secret_key.is_none());
+        assert!(md.sealed_secret_key.is_none());
     }
 }

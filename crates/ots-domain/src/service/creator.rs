@@ -1,6 +1,7 @@
 //! What the creator of a secret may do with its metadata key: look, burn, list recent.
 
 use crate::clock::Clock;
+use crate::crypto;
 use crate::error::OtsError;
 use crate::events::Event;
 use crate::model::*;
@@ -8,7 +9,7 @@ use crate::ports::*;
 use crate::random::Rng;
 use crate::usecases::Caller;
 
-use super::Service;
+use super::{Service, CREATOR_SECRET_KEY, RECENT_KEY};
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where
@@ -18,15 +19,20 @@ where
     K: Clock,
     R: Rng,
 {
-    /// The creator's view of a secret.
+    /// The creator's view of a secret. Its secret key, sealed under the metadata key, opens
+    /// here and only here.
     pub async fn metadata(&self, key: &MetadataKey) -> Result<MetadataView, OtsError> {
         let now = self.clock.now();
         let metadata = self
             .secrets
-            .find_metadata(key, now)
+            .find_metadata(&MetadataId::of(key), now)
             .await?
             .ok_or(OtsError::NotFound)?;
-        Ok(MetadataView::of(&metadata, now))
+        let secret_key = match &metadata.sealed_secret_key {
+            Some(sealed) => Some(open_secret_key(key, sealed)?),
+            None => None,
+        };
+        Ok(MetadataView::of(&metadata, key, secret_key.as_ref(), now))
     }
 
     /// Destroys an unread secret.
@@ -34,11 +40,11 @@ where
         let now = self.clock.now();
         let metadata = self
             .secrets
-            .burn(key, now)
+            .burn(&MetadataId::of(key), now)
             .await?
             .ok_or(OtsError::NotFound)?;
         self.emit(Event::Burned);
-        Ok(MetadataView::of(&metadata, now))
+        Ok(MetadataView::of(&metadata, key, None, now))
     }
 
     /// The caller's metadata still alive, newest first. Secret keys are never shown here.
@@ -58,12 +64,25 @@ where
         };
         let now = self.clock.now();
         let items = self.secrets.recent(&caller.custid, now, limit).await?;
-        Ok(items
+        items
             .iter()
-            .map(|m| MetadataView {
-                secret_key: None,
-                ..MetadataView::of(m, now)
+            .map(|m| {
+                let key = m
+                    .sealed_key
+                    .as_deref()
+                    .and_then(|sealed| self.keyring.open(RECENT_KEY, sealed))
+                    .and_then(|raw| MetadataKey::parse(std::str::from_utf8(&raw).ok()?))
+                    .ok_or_else(|| {
+                        OtsError::Internal(format!("{:?}: its key does not open", m.id))
+                    })?;
+                Ok(MetadataView::of(m, &key, None, now))
             })
-            .collect())
+            .collect()
     }
+}
+
+fn open_secret_key(key: &MetadataKey, sealed: &[u8]) -> Result<SecretKey, OtsError> {
+    crypto::open_under_key(key.as_str(), CREATOR_SECRET_KEY, sealed)
+        .and_then(|raw| SecretKey::parse(std::str::from_utf8(&raw).ok()?))
+        .ok_or_else(|| OtsError::Internal("a sealed secret key does not open".into()))
 }

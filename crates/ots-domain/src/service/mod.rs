@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::clock::{Clock, UnixTime};
-use crate::crypto::{self, Cipher};
+use crate::crypto::{self, Keyring};
 use crate::error::OtsError;
 use crate::events::{Event, EventSink, LogEvents};
 use crate::model::*;
@@ -21,9 +21,24 @@ use crate::usecases::*;
 mod creator;
 mod reveal;
 mod share;
+mod upgrade;
 mod upkeep;
 
 pub use upkeep::MailReport;
+
+/// What each sealed field is for: a seal opens only for its own purpose.
+const CREATOR_SECRET_KEY: &str = "creator/secret-key";
+const RECENT_KEY: &str = "recent/metadata-key";
+const MAIL_TO: &str = "mail/to";
+const MAIL_LINK: &str = "mail/secret-key";
+const LEGACY_METADATA_KEY: &str = "legacy/metadata-key";
+
+/// Binds a value's ciphertext to its rows: a ciphertext moved to another row does not open.
+fn value_aad(id: &SecretId, metadata_id: &MetadataId) -> Vec<u8> {
+    let mut aad = id.as_bytes().to_vec();
+    aad.extend_from_slice(metadata_id.as_bytes());
+    aad
+}
 
 /// The secret use cases over a store, a customer directory, a mailer, a clock and randomness.
 pub struct Service<S, C, M, K, R> {
@@ -32,7 +47,7 @@ pub struct Service<S, C, M, K, R> {
     mailer: M,
     clock: K,
     rng: R,
-    cipher: Cipher,
+    keyring: Keyring,
     policy: Policy,
     events: Arc<dyn EventSink>,
     hasher: Arc<dyn PassphraseHasher>,
@@ -54,7 +69,7 @@ where
         mailer: M,
         clock: K,
         rng: R,
-        cipher: Cipher,
+        keyring: Keyring,
         policy: Policy,
     ) -> Self {
         let bcrypt_slots = tokio::sync::Semaphore::new(policy.bcrypt_concurrency.max(1));
@@ -64,7 +79,7 @@ where
             mailer,
             clock,
             rng,
-            cipher,
+            keyring,
             policy,
             events: Arc::new(LogEvents),
             hasher: Arc::new(Bcrypt),
@@ -125,6 +140,17 @@ where
             plan: self.policy.plan_for(&customer),
             custid: custid.clone(),
         })
+    }
+
+    /// The passphrase's bcrypt derivation, on the blocking pool.
+    async fn derive(
+        &self,
+        passphrase: Passphrase,
+        params: PassphraseParams,
+    ) -> Result<zeroize::Zeroizing<[u8; 24]>, OtsError> {
+        let hasher = self.hasher.clone();
+        self.blocking(move || hasher.derive(&passphrase, &params.salt, params.cost))
+            .await
     }
 
     /// Runs bcrypt on tokio's blocking pool, inside the caller's tracing span, once one of

@@ -1,6 +1,7 @@
 //! Storing a secret: share (the caller's value) and generate (a value made here).
 
-use crate::clock::Clock;
+use crate::clock::{Clock, UnixTime};
+use crate::crypto;
 use crate::error::OtsError;
 use crate::events::Event;
 use crate::model::*;
@@ -8,7 +9,7 @@ use crate::ports::*;
 use crate::random::{random_string, Rng};
 use crate::usecases::{Caller, ShareInput, Shared};
 
-use super::Service;
+use super::{value_aad, Service, CREATOR_SECRET_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY};
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where
@@ -64,78 +65,92 @@ where
         {
             return Err(OtsError::AccountRequired);
         }
+        let internal = OtsError::Internal;
         let now = self.clock.now();
         let ttl = self.policy.grant_ttl(input.ttl, &caller.plan);
-        let secret_key = SecretKey::generate(&self.rng).map_err(OtsError::Internal)?;
-        let metadata_key = MetadataKey::generate(&self.rng).map_err(OtsError::Internal)?;
+        let secret_key = SecretKey::generate(&self.rng).map_err(internal)?;
+        let metadata_key = MetadataKey::generate(&self.rng).map_err(internal)?;
+        let (id, metadata_id) = (SecretId::of(&secret_key), MetadataId::of(&metadata_key));
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
-        self.rng.fill(&mut salt).map_err(OtsError::Internal)?;
-        self.rng.fill(&mut nonce).map_err(OtsError::Internal)?;
+        self.rng.fill(&mut salt).map_err(internal)?;
+        self.rng.fill(&mut nonce).map_err(internal)?;
 
-        let passphrase_hash = match &input.passphrase {
+        // A passphrase goes into the value key through bcrypt; only its parameters are kept.
+        let (passphrase, passphrase_key) = match &input.passphrase {
             Some(p) => {
-                let (p, cost, hasher) = (p.clone(), self.policy.bcrypt_cost, self.hasher.clone());
-                Some(
-                    self.blocking(move || hasher.hash(&p, cost))
-                        .await?
-                        .map_err(OtsError::Internal)?,
-                )
+                let mut params = PassphraseParams {
+                    cost: self.policy.bcrypt_cost,
+                    salt: [0u8; 16],
+                };
+                self.rng.fill(&mut params.salt).map_err(internal)?;
+                let key = self.derive(p.clone(), params).await?;
+                (Some(params), Some(key))
             }
-            None => None,
+            None => (None, None),
         };
-        let sealed = self.cipher.seal(
+        let (key_id, ciphertext) = self.keyring.seal_value(
             value,
             &secret_key,
-            &metadata_key,
-            input.passphrase.as_ref(),
+            passphrase_key.as_deref(),
             &salt,
             &nonce,
+            &value_aad(&id, &metadata_id),
         );
         let secret = StoredSecret {
-            key: secret_key.clone(),
-            metadata_key: metadata_key.clone(),
-            ciphertext: sealed.ciphertext,
+            id,
+            metadata_id,
+            ciphertext,
             nonce,
             salt,
-            passphrase_hash,
+            scheme: ValueScheme::Sealed { key_id, passphrase },
             failed_tries: 0,
             created: now,
             expires_at: now + ttl,
         };
+        let rng: &dyn Rng = &self.rng;
+        let sealed_secret_key = crypto::seal_under_key(
+            metadata_key.as_str(),
+            CREATOR_SECRET_KEY,
+            secret_key.as_str().as_bytes(),
+            rng,
+        )
+        .map_err(internal)?;
+        // Only customers have `recent`, which needs the metadata key back.
+        let sealed_key = match caller.custid.is_anonymous() {
+            true => None,
+            false => Some(
+                self.keyring
+                    .seal(RECENT_KEY, metadata_key.as_str().as_bytes(), rng)
+                    .map_err(internal)?,
+            ),
+        };
         let metadata = Metadata {
-            key: metadata_key,
+            id: metadata_id,
             custid: caller.custid.clone(),
-            secret_key: Some(secret_key.clone()),
+            sealed_secret_key: Some(sealed_secret_key),
+            sealed_key,
             ttl,
             state: MetadataState::New,
             created: now,
             updated: now,
             received: None,
             burned: None,
-            recipients: input
-                .recipient
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-            passphrase_required: secret.passphrase_hash.is_some(),
+            recipients: input.recipient.iter().map(Email::obfuscated).collect(),
+            passphrase_required: passphrase.is_some(),
             secret_expires_at: now + ttl,
             expires_at: now + 2 * ttl,
         };
         // The mail goes into the outbox in the same transaction as the secret: once the
         // share is acknowledged, the mail cannot be lost; sending never delays the share.
         let mail = match &input.recipient {
-            Some(recipient) => Some(OutboxMail {
-                id: random_string(&self.rng, KEY_LEN, KEY_ALPHABET).map_err(OtsError::Internal)?,
-                metadata_key: metadata.key.clone(),
-                mail: SecretLinkMail {
-                    to: recipient.as_str().to_owned(),
-                    from_custid: caller.custid.clone(),
-                    secret_key,
-                },
-                attempts: 0,
-                next_attempt_at: now,
-            }),
+            Some(recipient) => Some(self.seal_mail(
+                metadata_id,
+                &caller.custid,
+                recipient.as_str(),
+                &secret_key,
+                now,
+            )?),
             None => None,
         };
         self.secrets
@@ -147,6 +162,37 @@ where
             passphrase: metadata.passphrase_required,
             mail: mail.is_some(),
         });
-        Ok(MetadataView::of(&metadata, now))
+        Ok(MetadataView::of(
+            &metadata,
+            &metadata_key,
+            Some(&secret_key),
+            now,
+        ))
+    }
+
+    /// An outbox mail with its address and link sealed under the master secret.
+    pub(super) fn seal_mail(
+        &self,
+        metadata_id: MetadataId,
+        from: &CustId,
+        to: &str,
+        secret_key: &SecretKey,
+        now: UnixTime,
+    ) -> Result<OutboxMail, OtsError> {
+        let rng: &dyn Rng = &self.rng;
+        let seal = |purpose, plain: &str| {
+            self.keyring
+                .seal(purpose, plain.as_bytes(), rng)
+                .map_err(OtsError::Internal)
+        };
+        Ok(OutboxMail {
+            id: random_string(&self.rng, KEY_LEN, KEY_ALPHABET).map_err(OtsError::Internal)?,
+            metadata_id,
+            from_custid: from.clone(),
+            sealed_to: seal(MAIL_TO, to)?,
+            sealed_secret_key: seal(MAIL_LINK, secret_key.as_str())?,
+            attempts: 0,
+            next_attempt_at: now,
+        })
     }
 }

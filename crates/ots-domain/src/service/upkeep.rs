@@ -4,13 +4,14 @@
 use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::crypto::MasterCheck;
 use crate::error::OtsError;
 use crate::events::Event;
 use crate::model::*;
 use crate::ports::*;
 use crate::random::Rng;
 
-use super::Service;
+use super::{Service, MAIL_LINK, MAIL_TO};
 
 /// How long a claimed mail is reserved for the worker that claimed it (seconds).
 const MAIL_LEASE: i64 = 120;
@@ -67,17 +68,18 @@ where
         for item in due {
             let waiting = self
                 .secrets
-                .find_metadata(&item.metadata_key, now)
+                .find_metadata(&item.metadata_id, now)
                 .await?
                 .is_some_and(|m| m.state_at(now) == MetadataState::New);
-            let to = obfuscate_email(&item.mail.to);
             if !waiting {
                 self.secrets.mail_done(&item.id).await?;
-                info!(%to, "mail dropped: the secret is no longer waiting");
+                info!("mail dropped: the secret is no longer waiting");
                 report.dropped += 1;
                 continue;
             }
-            match self.mailer.send(&item.mail).await {
+            let mail = self.open_mail(&item)?;
+            let to = obfuscate_email(&mail.to);
+            match self.mailer.send(&mail).await {
                 Ok(()) => {
                     self.secrets.mail_done(&item.id).await?;
                     info!(%to, "secret link mailed");
@@ -94,6 +96,58 @@ where
             }
         }
         Ok(report)
+    }
+
+    fn open_mail(&self, item: &OutboxMail) -> Result<SecretLinkMail, OtsError> {
+        let open = |purpose, sealed: &[u8]| {
+            self.keyring
+                .open(purpose, sealed)
+                .and_then(|raw| String::from_utf8(raw.to_vec()).ok())
+                .ok_or_else(|| OtsError::Internal(format!("mail {} does not open", item.id)))
+        };
+        Ok(SecretLinkMail {
+            to: open(MAIL_TO, &item.sealed_to)?,
+            from_custid: item.from_custid.clone(),
+            secret_key: SecretKey::parse(&open(MAIL_LINK, &item.sealed_secret_key)?)
+                .ok_or_else(|| OtsError::Internal(format!("mail {} has no link", item.id)))?,
+        })
+    }
+
+    /// Proves the master secret against the store before anything is served: the store's
+    /// check value must open under the current or a previous master secret. With none yet,
+    /// the current one seals it; when a previous one opens it, the current one reseals it
+    /// (the rotation is done: new rows use the current secret). A master secret that opens
+    /// nothing is an error, and the server must not start.
+    pub async fn check_master(&self) -> Result<MasterCheck, OtsError> {
+        let rng: &dyn Rng = &self.rng;
+        let fresh = || self.keyring.seal_check(rng).map_err(OtsError::Internal);
+        let stored = match self.secrets.check_value().await? {
+            Some(stored) => stored,
+            None => {
+                self.secrets.init_check_value(&fresh()?).await?;
+                // Another process may have sealed it first: judge what was kept.
+                let kept = self.secrets.check_value().await?;
+                match kept.as_deref().and_then(|k| self.keyring.opens_check(k)) {
+                    Some(_) => return Ok(MasterCheck::FirstUse),
+                    None => return Err(OtsError::WrongMasterSecret),
+                }
+            }
+        };
+        match self.keyring.opens_check(&stored) {
+            Some(0) => Ok(MasterCheck::Current),
+            Some(n) => {
+                self.secrets.replace_check_value(&fresh()?).await?;
+                Ok(MasterCheck::Previous(n))
+            }
+            None => Err(OtsError::WrongMasterSecret),
+        }
+    }
+
+    /// Which master secret opens the store's check value, changing nothing: `None` when
+    /// the store has none yet.
+    pub async fn peek_master(&self) -> Result<Option<Option<usize>>, OtsError> {
+        let stored = self.secrets.check_value().await?;
+        Ok(stored.map(|s| self.keyring.opens_check(&s)))
     }
 
     /// How many mails wait in the outbox.

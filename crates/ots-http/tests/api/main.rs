@@ -10,7 +10,7 @@ use poem::{Endpoint, EndpointExt};
 use serde_json::{json, Value};
 
 use ots_domain::{
-    crypto::{self, Cipher},
+    crypto::{self, Keyring},
     Clock, CustId, Customer, CustomerRepository, Policy, Service, StoredToken, SystemRng, UnixTime,
 };
 use ots_http::{app_with_limiter, HttpConfig, Limiter, Unlimited, UseCases};
@@ -55,7 +55,7 @@ fn service(
             Arc::new(LogMailer),
             clock,
             Arc::new(SystemRng::new()),
-            Cipher::new(&[42; 32]).unwrap(),
+            Keyring::new(&[42; 32]).unwrap(),
             policy,
         )
         .with_events(metrics),

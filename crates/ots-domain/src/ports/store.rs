@@ -1,8 +1,6 @@
-//! The driven ports: what the domain needs from the outside world, named for that need.
-//! (Time and randomness are ports too: [`crate::Clock`], [`crate::Rng`].)
-//!
-//! Every method that must be atomic says so with MUST; the contract suite in
-//! `ots-store-contract` checks each adapter against these words.
+//! The secret store: secrets, their metadata, the outbox of mail, and the check value that
+//! tells which master secret sealed the store. Rows are found by digests of keys
+//! ([`SecretId`], [`MetadataId`]); no key is stored in the clear.
 
 use std::sync::Arc;
 
@@ -29,7 +27,7 @@ pub trait SecretRepository: Send + Sync {
     /// returning: the caller runs bcrypt on it.
     async fn find_secret(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         now: UnixTime,
     ) -> Result<Option<StoredSecret>, StoreError>;
 
@@ -37,7 +35,7 @@ pub trait SecretRepository: Send + Sync {
     /// `now`, deletes its ciphertext and marks its metadata `received`, all at once, and
     /// returns `true`. Of any number of concurrent calls, across processes, exactly one MUST
     /// return `true`.
-    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError>;
+    async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError>;
 
     /// Takes one passphrase try before the passphrase is checked: if the secret exists at
     /// `now` and fewer than `max_tries` were taken, counts one more in one atomic step and
@@ -45,26 +43,26 @@ pub trait SecretRepository: Send + Sync {
     /// not, across processes, at most `max_tries` MUST answer `Taken`.
     async fn take_try(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         max_tries: u32,
         now: UnixTime,
     ) -> Result<TryTaken, StoreError>;
 
     /// Burns a secret whose last try failed: deletes its ciphertext and marks its metadata
     /// `burned`, atomically. `false` when it was already gone.
-    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError>;
+    async fn exhaust(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError>;
 
     /// The metadata record, if it is still alive at `now`.
     async fn find_metadata(
         &self,
-        key: &MetadataKey,
+        id: &MetadataId,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError>;
 
     /// Burns an unread secret: if the secret is still `new` and unexpired at `now`, deletes
     /// its ciphertext and marks the metadata `burned` atomically, returning the updated
     /// metadata. `None` when there is nothing to burn.
-    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError>;
+    async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError>;
 
     /// The customer's metadata still alive at `now`, newest first, at most `limit`. Newest
     /// MUST mean the order of `create` calls, also for records created in the same second.
@@ -81,6 +79,34 @@ pub trait SecretRepository: Send + Sync {
 
     /// Burns every unread secret of a customer and forgets its metadata (account removal).
     async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError>;
+
+    /// The sealed check value, if one was stored.
+    async fn check_value(&self) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `sealed` as the check value if there is none yet. MUST NOT replace an existing
+    /// one: processes that start at once all keep the first.
+    async fn init_check_value(&self, sealed: &[u8]) -> Result<(), StoreError>;
+
+    /// Replaces the check value (after a rotation of the master secret).
+    async fn replace_check_value(&self, sealed: &[u8]) -> Result<(), StoreError>;
+
+    /// Up to `limit` records written by a release that stored keys in the clear.
+    async fn legacy_records(&self, _limit: u32) -> Result<Vec<LegacyRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Replaces one legacy record by its upgraded rows, all or nothing.
+    async fn replace_legacy(
+        &self,
+        _record: &LegacyRecord,
+        _secret: Option<&StoredSecret>,
+        _metadata: &Metadata,
+        _mails: &[OutboxMail],
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Other(
+            "this store holds no legacy records".into(),
+        ))
+    }
 
     /// Whether the store answers and its schema is up to date.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -123,49 +149,60 @@ pub trait SecretStore: SecretRepository + Outbox {}
 
 impl<T: SecretRepository + Outbox + ?Sized> SecretStore for T {}
 
-/// Where customer accounts and their API tokens live.
-#[async_trait]
-pub trait CustomerRepository: Send + Sync {
-    async fn find_customer(&self, custid: &CustId) -> Result<Option<Customer>, StoreError>;
-    /// MUST fail with [`StoreError::Conflict`] when the custid exists.
-    async fn add_customer(&self, customer: &Customer) -> Result<(), StoreError>;
-    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError>;
-    /// Returns whether the customer existed.
-    async fn set_plan(&self, custid: &CustId, plan: &str) -> Result<bool, StoreError>;
-    /// Removes the customer and all its tokens. Returns whether it existed.
-    async fn remove_customer(&self, custid: &CustId) -> Result<bool, StoreError>;
-    async fn add_token(&self, custid: &CustId, token: &StoredToken) -> Result<(), StoreError>;
-    /// The hashes of the customer's live tokens; the caller compares in constant time.
-    async fn tokens(&self, custid: &CustId) -> Result<Vec<StoredToken>, StoreError>;
-    /// Revokes the tokens whose prefix starts with `prefix`; returns how many.
-    async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError>;
-}
-
-/// A message telling a recipient that a secret waits for them. Carries the key, never the
-/// value: the adapter turns the key into a link.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct SecretLinkMail {
-    pub to: String,
-    pub from_custid: CustId,
-    pub secret_key: SecretKey,
-}
-
-/// A link mail in the outbox.
+/// A link mail in the outbox. The address and the secret key are sealed under the master
+/// secret until the mail goes.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct OutboxMail {
     /// Random, unique.
     pub id: String,
-    pub metadata_key: MetadataKey,
-    pub mail: SecretLinkMail,
+    pub metadata_id: MetadataId,
+    pub from_custid: CustId,
+    pub sealed_to: Vec<u8>,
+    pub sealed_secret_key: Vec<u8>,
     /// Failed sends so far.
     pub attempts: u32,
     pub next_attempt_at: UnixTime,
 }
 
-/// Sends mail about secrets.
-#[async_trait]
-pub trait Mailer: Send + Sync {
-    async fn send(&self, mail: &SecretLinkMail) -> Result<(), String>;
+/// A record as a release that stored keys in the clear wrote it, to be upgraded.
+#[derive(Clone, Debug)]
+pub struct LegacyRecord {
+    pub metadata_key: MetadataKey,
+    /// Present while the secret may be revealed.
+    pub secret_key: Option<SecretKey>,
+    /// The metadata as it stays, but for what the upgrade seals: `id` is already the
+    /// digest of `metadata_key`, `sealed_*` are empty, `recipients` are full addresses.
+    pub metadata: Metadata,
+    pub secret: Option<LegacySecret>,
+    pub mails: Vec<LegacyMail>,
+}
+
+/// A secret as a release that stored keys in the clear wrote it.
+#[derive(Clone)]
+pub struct LegacySecret {
+    pub ciphertext: Vec<u8>,
+    pub nonce: [u8; 12],
+    pub salt: [u8; 16],
+    pub passphrase_hash: Option<String>,
+    pub failed_tries: u32,
+    pub created: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl std::fmt::Debug for LegacySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacySecret").finish_non_exhaustive()
+    }
+}
+
+/// A mail in the outbox as a release that stored keys in the clear wrote it.
+#[derive(Clone, Debug)]
+pub struct LegacyMail {
+    pub id: String,
+    pub to: String,
+    pub from_custid: CustId,
+    pub attempts: u32,
+    pub next_attempt_at: UnixTime,
 }
 
 // The binary chooses adapters at run time and hands them over as `Arc<dyn Port>`; these
@@ -183,34 +220,34 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     async fn find_secret(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         now: UnixTime,
     ) -> Result<Option<StoredSecret>, StoreError> {
-        (**self).find_secret(key, now).await
+        (**self).find_secret(id, now).await
     }
-    async fn consume(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
-        (**self).consume(key, now).await
+    async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
+        (**self).consume(id, now).await
     }
     async fn take_try(
         &self,
-        key: &SecretKey,
+        id: &SecretId,
         max_tries: u32,
         now: UnixTime,
     ) -> Result<TryTaken, StoreError> {
-        (**self).take_try(key, max_tries, now).await
+        (**self).take_try(id, max_tries, now).await
     }
-    async fn exhaust(&self, key: &SecretKey, now: UnixTime) -> Result<bool, StoreError> {
-        (**self).exhaust(key, now).await
+    async fn exhaust(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
+        (**self).exhaust(id, now).await
     }
     async fn find_metadata(
         &self,
-        key: &MetadataKey,
+        id: &MetadataId,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError> {
-        (**self).find_metadata(key, now).await
+        (**self).find_metadata(id, now).await
     }
-    async fn burn(&self, key: &MetadataKey, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
-        (**self).burn(key, now).await
+    async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
+        (**self).burn(id, now).await
     }
     async fn recent(
         &self,
@@ -225,6 +262,29 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     async fn purge_customer(&self, custid: &CustId, now: UnixTime) -> Result<u64, StoreError> {
         (**self).purge_customer(custid, now).await
+    }
+    async fn check_value(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).check_value().await
+    }
+    async fn init_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        (**self).init_check_value(sealed).await
+    }
+    async fn replace_check_value(&self, sealed: &[u8]) -> Result<(), StoreError> {
+        (**self).replace_check_value(sealed).await
+    }
+    async fn legacy_records(&self, limit: u32) -> Result<Vec<LegacyRecord>, StoreError> {
+        (**self).legacy_records(limit).await
+    }
+    async fn replace_legacy(
+        &self,
+        record: &LegacyRecord,
+        secret: Option<&StoredSecret>,
+        metadata: &Metadata,
+        mails: &[OutboxMail],
+    ) -> Result<(), StoreError> {
+        (**self)
+            .replace_legacy(record, secret, metadata, mails)
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         (**self).ping().await
@@ -260,69 +320,5 @@ impl<T: Outbox + ?Sized> Outbox for Arc<T> {
     }
     async fn mail_backlog(&self) -> Result<u64, StoreError> {
         (**self).mail_backlog().await
-    }
-}
-
-#[async_trait]
-impl<T: CustomerRepository + ?Sized> CustomerRepository for Arc<T> {
-    async fn find_customer(&self, custid: &CustId) -> Result<Option<Customer>, StoreError> {
-        (**self).find_customer(custid).await
-    }
-    async fn add_customer(&self, customer: &Customer) -> Result<(), StoreError> {
-        (**self).add_customer(customer).await
-    }
-    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
-        (**self).list_customers().await
-    }
-    async fn set_plan(&self, custid: &CustId, plan: &str) -> Result<bool, StoreError> {
-        (**self).set_plan(custid, plan).await
-    }
-    async fn remove_customer(&self, custid: &CustId) -> Result<bool, StoreError> {
-        (**self).remove_customer(custid).await
-    }
-    async fn add_token(&self, custid: &CustId, token: &StoredToken) -> Result<(), StoreError> {
-        (**self).add_token(custid, token).await
-    }
-    async fn tokens(&self, custid: &CustId) -> Result<Vec<StoredToken>, StoreError> {
-        (**self).tokens(custid).await
-    }
-    async fn revoke_tokens(&self, custid: &CustId, prefix: &str) -> Result<u64, StoreError> {
-        (**self).revoke_tokens(custid, prefix).await
-    }
-}
-
-#[async_trait]
-impl<T: Mailer + ?Sized> Mailer for Arc<T> {
-    async fn send(&self, mail: &SecretLinkMail) -> Result<(), String> {
-        (**self).send(mail).await
-    }
-}
-
-/// Hashes passphrases and checks them: slow on purpose (bcrypt). A port so tests can count
-/// the checks and hold them while others race.
-pub trait PassphraseHasher: Send + Sync {
-    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String>;
-    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool;
-}
-
-/// bcrypt over a SHA-256 pre-hash, so every byte of a long passphrase counts.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Bcrypt;
-
-impl PassphraseHasher for Bcrypt {
-    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String> {
-        crate::crypto::hash_passphrase(passphrase, cost)
-    }
-    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool {
-        crate::crypto::verify_passphrase(passphrase, hash)
-    }
-}
-
-impl<T: PassphraseHasher + ?Sized> PassphraseHasher for Arc<T> {
-    fn hash(&self, passphrase: &Passphrase, cost: u32) -> Result<String, String> {
-        (**self).hash(passphrase, cost)
-    }
-    fn verify(&self, passphrase: &Passphrase, hash: &str) -> bool {
-        (**self).verify(passphrase, hash)
     }
 }

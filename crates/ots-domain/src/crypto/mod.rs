@@ -1,0 +1,215 @@
+//! The cryptography, in one place:
+//!
+//! - [`Keyring`]: the master secret (and previous ones, during a rotation), what the server
+//!   seals with, and the value keys derived from it;
+//! - [`seal_under_key`]/[`open_under_key`]: sealing under a key the user holds (the creator's
+//!   metadata key), which the server never stores;
+//! - passphrases: bcrypt of a SHA-256 pre-hash, as the derivation that goes into a value key;
+//! - API tokens: SHA-256, compared in constant time.
+//!
+//! Every seal is AES-256-GCM under an HKDF-SHA256 key, with a fresh random nonce stored in
+//! front of the ciphertext.
+
+use ring::{aead, digest, hkdf};
+use zeroize::Zeroizing;
+
+use crate::model::Passphrase;
+use crate::random::Rng;
+
+mod keyring;
+mod legacy;
+
+pub use keyring::{KeyId, Keyring, MasterCheck};
+pub use legacy::{hash_passphrase, open_legacy_value, seal_legacy_value, verify_passphrase};
+
+/// Shortest master secret accepted, in bytes.
+pub const MIN_MASTER_SECRET_LEN: usize = 32;
+
+const NONCE_LEN: usize = 12;
+
+/// An AES-256-GCM key from HKDF-SHA256 over `ikm`, with `salt`, for `info`.
+fn aead_key(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> aead::LessSafeKey {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(ikm);
+    let okm = prk
+        .expand(info, &aead::AES_256_GCM)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    aead::LessSafeKey::new(aead::UnboundKey::from(okm))
+}
+
+/// `nonce || ciphertext || tag` under `key`, the nonce fresh from `rng`.
+fn seal_random(
+    key: &aead::LessSafeKey,
+    aad: &[u8],
+    plain: &[u8],
+    rng: &dyn Rng,
+) -> Result<Vec<u8>, String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill(&mut nonce)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&seal(key, &nonce, aad, plain));
+    Ok(out)
+}
+
+fn open_random(key: &aead::LessSafeKey, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    open(key, nonce.try_into().ok()?, aad, ciphertext)
+}
+
+fn seal(key: &aead::LessSafeKey, nonce: &[u8; NONCE_LEN], aad: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(*nonce),
+        aead::Aad::from(aad),
+        &mut buf,
+    )
+    .expect("AES-GCM sealing fails only for inputs beyond 64 GiB");
+    buf
+}
+
+fn open(
+    key: &aead::LessSafeKey,
+    nonce: &[u8; NONCE_LEN],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(ciphertext.to_vec());
+    let len = key
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key(*nonce),
+            aead::Aad::from(aad),
+            &mut buf,
+        )
+        .ok()?
+        .len();
+    buf.truncate(len);
+    Some(buf)
+}
+
+/// Seals `plain` under a key derived from `held` alone: a key a user holds and the server
+/// does not store (the creator's metadata key), so only that user can open it.
+pub fn seal_under_key(
+    held: &str,
+    purpose: &str,
+    plain: &[u8],
+    rng: &dyn Rng,
+) -> Result<Vec<u8>, String> {
+    let key = aead_key(held.as_bytes(), b"ots/v2/held", &[purpose.as_bytes()]);
+    seal_random(&key, purpose.as_bytes(), plain, rng)
+}
+
+pub fn open_under_key(held: &str, purpose: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let key = aead_key(held.as_bytes(), b"ots/v2/held", &[purpose.as_bytes()]);
+    open_random(&key, purpose.as_bytes(), sealed)
+}
+
+/// bcrypt reads at most 72 bytes; a SHA-256 pre-hash (hex, 64 bytes) makes every byte of a
+/// passphrase of any length count.
+fn prehash(passphrase: &Passphrase) -> Zeroizing<String> {
+    Zeroizing::new(hex(digest::digest(
+        &digest::SHA256,
+        passphrase.expose().as_bytes(),
+    )
+    .as_ref()))
+}
+
+/// bcrypt of the passphrase at `cost` under `salt`: 24 bytes that go into the value key and
+/// are never stored. Slow on purpose: call it off the async workers.
+pub fn derive_passphrase_key(
+    passphrase: &Passphrase,
+    salt: &[u8; 16],
+    cost: u32,
+) -> Zeroizing<[u8; 24]> {
+    Zeroizing::new(bcrypt::bcrypt(cost, *salt, prehash(passphrase).as_bytes()))
+}
+
+/// API tokens carry ≥160 random bits, so one SHA-256 is an adequate stored hash.
+pub fn hash_token(token: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Lowercase or uppercase hex to bytes; `None` for anything else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SystemRng;
+
+    #[test]
+    fn a_held_key_seal_opens_only_with_that_key_and_purpose() {
+        let rng = SystemRng::new();
+        let sealed = seal_under_key("metadata-key-1", "secret-key", b"s3cret", &rng).unwrap();
+        let opened = open_under_key("metadata-key-1", "secret-key", &sealed).unwrap();
+        assert_eq!(&opened[..], b"s3cret");
+        assert!(open_under_key("metadata-key-2", "secret-key", &sealed).is_none());
+        assert!(open_under_key("metadata-key-1", "other", &sealed).is_none());
+        assert!(open_under_key("metadata-key-1", "secret-key", &sealed[..5]).is_none());
+        let again = seal_under_key("metadata-key-1", "secret-key", b"s3cret", &rng).unwrap();
+        assert_ne!(sealed, again, "a fresh nonce every time");
+    }
+
+    #[test]
+    fn the_passphrase_key_is_bcrypt_and_every_byte_counts() {
+        let long = "x".repeat(100);
+        let a = Passphrase::parse(&long).unwrap();
+        let b = Passphrase::parse(&format!("{}y", &long[..99])).unwrap();
+        let salt = [3; 16];
+        assert_eq!(
+            *derive_passphrase_key(&a, &salt, 4),
+            *derive_passphrase_key(&a, &salt, 4)
+        );
+        assert_ne!(
+            *derive_passphrase_key(&a, &salt, 4),
+            *derive_passphrase_key(&b, &salt, 4)
+        );
+        assert_ne!(
+            *derive_passphrase_key(&a, &salt, 4),
+            *derive_passphrase_key(&a, &[4; 16], 4)
+        );
+        assert_ne!(
+            *derive_passphrase_key(&a, &salt, 4),
+            *derive_passphrase_key(&a, &salt, 5),
+            "the cost is part of the derivation"
+        );
+    }
+
+    #[test]
+    fn hex_round_trips_and_tokens_compare() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(unhex("000fff"), Some(vec![0, 15, 255]));
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
