@@ -107,6 +107,34 @@ impl Config {
         cmd
     }
 
+    /// Runs `ots ARGS…` for at most `timeout`: `None` (after killing it) when it was still
+    /// running; otherwise (exit code, stdout, stderr).
+    pub fn run_for(&self, args: &[&str], timeout: Duration) -> Option<(i32, String, String)> {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ots");
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("poll ots").is_none() {
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("wait for ots");
+        Some((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
     /// Runs `ots ARGS…` to completion, feeding `stdin`; returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
         let mut child = self

@@ -1,6 +1,7 @@
 //! The repository ports over SQLite: the embedded default, one file in the data directory.
 //!
-//! WAL mode, `synchronous = FULL` (an acknowledged share survives a crash), and exactly one
+//! WAL mode, `synchronous = FULL` (an acknowledged share survives a crash), `secure_delete`
+//! (what is deleted is zeroed in the file), and exactly one
 //! writer: every change goes through a pool of one connection, so write transactions are
 //! serialized by construction and reveal-once needs no row locks. Reads use their own
 //! read-only pool and never block the writer. The statements are the shared SQL core's
@@ -52,6 +53,9 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Deleted rows (revealed ciphertexts, rows rewritten by an upgrade) are zeroed in
+        // the file, not left in free pages for a copy to find.
+        .pragma("secure_delete", "ON")
         .busy_timeout(Duration::from_secs(5));
     let writer = SqlitePoolOptions::new()
         .max_connections(1)

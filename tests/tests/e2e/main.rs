@@ -1,12 +1,14 @@
 //! End-to-end: the real `ots` binary, real SQLite files, a real Postgres, real HTTP.
 
 mod admin;
+mod at_rest;
 mod browser;
 mod durability;
 mod mail;
 mod outage;
 mod reference;
 mod reveal_once;
+mod upgrade;
 
 use serde_json::Value;
 
