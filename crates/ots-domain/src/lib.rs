@@ -3,8 +3,8 @@
 //!
 //! Nothing here knows about HTTP, SQL or SMTP: adapters depend on this crate, never the reverse.
 //!
-//! Modules depend downwards only: `random` and `clock` on nothing; `model` on those;
-//! `ports`, `events` and `policy` on `model`; `usecases` (the driving port) on those; `service`
+//! Modules depend downwards only: `random`, `clock`, `hex` and `error` on nothing; `model` on
+//! those; `crypto`, `ports`, `events` and `policy` on `model`; `usecases` on those; `service`
 //! (its implementation) and `accounts` on everything above.
 
 pub mod accounts;
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod hex;
 pub mod model;
 pub mod policy;
 pub mod ports;
@@ -21,7 +22,7 @@ pub mod usecases;
 
 pub use accounts::Accounts;
 pub use clock::{Clock, SystemClock, UnixTime};
-pub use crypto::{KeyId, Keyring, MasterCheck};
+pub use crypto::{Keyring, MasterCheck};
 pub use error::{OtsError, StoreError};
 pub use events::{Event, EventSink, LogEvents};
 pub use model::*;

@@ -52,6 +52,17 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Every secret, metadata record and mail, as a copy of the store would hold them: what
+    /// the threat-model tests give an attacker.
+    pub fn dump(&self) -> (Vec<StoredSecret>, Vec<Metadata>, Vec<OutboxMail>) {
+        let state = self.lock();
+        (
+            state.secrets.values().cloned().collect(),
+            state.metadata.values().map(|(_, m)| m.clone()).collect(),
+            state.outbox.values().cloned().collect(),
+        )
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave a half-done change (each call mutates
         // at the end), so a poisoned lock is still consistent.

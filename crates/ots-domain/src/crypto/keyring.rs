@@ -1,32 +1,11 @@
 //! The master secret, previous ones during a rotation, and what the server seals with them.
 
-use ring::{aead, hmac};
+use ring::aead;
 use zeroize::Zeroizing;
 
 use super::{aead_key, open, open_random, seal, seal_random, MIN_MASTER_SECRET_LEN};
-use crate::model::{SecretKey, SecretValue, Sensitive};
+use crate::model::{KeyId, SecretKey, SecretValue, Sensitive};
 use crate::random::Rng;
-
-/// Names a master secret without revealing it: the first 4 bytes of an HMAC under it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct KeyId(pub [u8; 4]);
-
-impl KeyId {
-    fn of(master: &[u8]) -> Self {
-        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master), b"ots/v2/key-id");
-        let mut id = [0u8; 4];
-        id.copy_from_slice(&tag.as_ref()[..4]);
-        Self(id)
-    }
-
-    pub fn to_hex(self) -> String {
-        super::hex(&self.0)
-    }
-
-    pub fn from_hex(raw: &str) -> Option<Self> {
-        super::unhex(raw)?.try_into().ok().map(Self)
-    }
-}
 
 struct Master {
     id: KeyId,

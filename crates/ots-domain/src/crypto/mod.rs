@@ -19,8 +19,24 @@ use crate::random::Rng;
 mod keyring;
 mod legacy;
 
-pub use keyring::{KeyId, Keyring, MasterCheck};
+pub use crate::hex::{hex, unhex};
+
+pub use keyring::{Keyring, MasterCheck};
 pub use legacy::{hash_passphrase, open_legacy_value, seal_legacy_value, verify_passphrase};
+
+/// What each sealed field is for: a seal opens only for its own purpose.
+pub mod purpose {
+    /// The secret key, under the metadata key (the creator's view).
+    pub const CREATOR_SECRET_KEY: &str = "creator/secret-key";
+    /// A customer's metadata key, under the master secret (`recent`).
+    pub const RECENT_KEY: &str = "recent/metadata-key";
+    /// A recipient's address, under the master secret (the outbox).
+    pub const MAIL_TO: &str = "mail/to";
+    /// The secret key of a link to mail, under the master secret (the outbox).
+    pub const MAIL_LINK: &str = "mail/secret-key";
+    /// The metadata key a legacy value is bound to, under the secret key.
+    pub const LEGACY_METADATA_KEY: &str = "legacy/metadata-key";
+}
 
 /// Shortest master secret accepted, in bytes.
 pub const MIN_MASTER_SECRET_LEN: usize = 32;
@@ -137,28 +153,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
-}
-
-/// Lowercase or uppercase hex to bytes; `None` for anything else.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,11 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn hex_round_trips_and_tokens_compare() {
-        assert_eq!(hex(&[0, 15, 255]), "000fff");
-        assert_eq!(unhex("000fff"), Some(vec![0, 15, 255]));
-        assert_eq!(unhex("0g"), None);
-        assert_eq!(unhex("abc"), None);
+    fn tokens_compare_in_constant_time() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::hex::{hex, unhex};
 use crate::model::Sensitive;
 use crate::random::{random_string, Rng};
 
@@ -82,11 +83,11 @@ macro_rules! id_type {
 
             /// 64 lowercase hex digits, as stored.
             pub fn to_hex(&self) -> String {
-                crate::crypto::hex(&self.0)
+                hex(&self.0)
             }
 
             pub fn from_hex(raw: &str) -> Option<Self> {
-                crate::crypto::unhex(raw)?.try_into().ok().map(Self)
+                unhex(raw)?.try_into().ok().map(Self)
             }
         }
 
@@ -106,6 +107,30 @@ id_type!(
     /// The stored identity of a metadata record: a digest of its key.
     MetadataId of MetadataKey, b"ots/v2/metadata-id:"
 );
+
+/// Names a master secret without revealing it: the first 4 bytes of an HMAC under it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct KeyId(pub [u8; 4]);
+
+impl KeyId {
+    pub(crate) fn of(master: &[u8]) -> Self {
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, master),
+            b"ots/v2/key-id",
+        );
+        let mut id = [0u8; 4];
+        id.copy_from_slice(&tag.as_ref()[..4]);
+        Self(id)
+    }
+
+    pub fn to_hex(self) -> String {
+        hex(&self.0)
+    }
+
+    pub fn from_hex(raw: &str) -> Option<Self> {
+        unhex(raw)?.try_into().ok().map(Self)
+    }
+}
 
 /// A customer id; `anon` is the anonymous customer.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]

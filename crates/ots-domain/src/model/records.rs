@@ -4,8 +4,7 @@
 use std::fmt;
 
 use crate::clock::UnixTime;
-use crate::crypto::KeyId;
-use crate::model::{CustId, MetadataId, SecretId};
+use crate::model::{CustId, KeyId, MetadataId, SecretId};
 
 /// A customer account, as the customer repository stores it.
 #[derive(Clone, PartialEq, Eq, Debug)]

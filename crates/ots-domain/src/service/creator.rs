@@ -9,7 +9,9 @@ use crate::ports::*;
 use crate::random::Rng;
 use crate::usecases::Caller;
 
-use super::{Service, CREATOR_SECRET_KEY, RECENT_KEY};
+use crate::crypto::purpose::{CREATOR_SECRET_KEY, RECENT_KEY};
+
+use super::Service;
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where

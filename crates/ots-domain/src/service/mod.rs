@@ -26,13 +26,6 @@ mod upkeep;
 
 pub use upkeep::MailReport;
 
-/// What each sealed field is for: a seal opens only for its own purpose.
-const CREATOR_SECRET_KEY: &str = "creator/secret-key";
-const RECENT_KEY: &str = "recent/metadata-key";
-const MAIL_TO: &str = "mail/to";
-const MAIL_LINK: &str = "mail/secret-key";
-const LEGACY_METADATA_KEY: &str = "legacy/metadata-key";
-
 /// Binds a value's ciphertext to its rows: a ciphertext moved to another row does not open.
 fn value_aad(id: &SecretId, metadata_id: &MetadataId) -> Vec<u8> {
     let mut aad = id.as_bytes().to_vec();

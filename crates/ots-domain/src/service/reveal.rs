@@ -9,7 +9,9 @@ use crate::ports::*;
 use crate::random::Rng;
 use crate::usecases::{Peek, Revealed};
 
-use super::{value_aad, Service, LEGACY_METADATA_KEY};
+use crate::crypto::purpose::LEGACY_METADATA_KEY;
+
+use super::{value_aad, Service};
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where

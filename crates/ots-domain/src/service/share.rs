@@ -9,7 +9,9 @@ use crate::ports::*;
 use crate::random::{random_string, Rng};
 use crate::usecases::{Caller, ShareInput, Shared};
 
-use super::{value_aad, Service, CREATOR_SECRET_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY};
+use crate::crypto::purpose::{CREATOR_SECRET_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY};
+
+use super::{value_aad, Service};
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where

@@ -11,9 +11,11 @@ use crate::model::*;
 use crate::ports::*;
 use crate::random::Rng;
 
-use super::{
-    value_aad, Service, CREATOR_SECRET_KEY, LEGACY_METADATA_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY,
+use crate::crypto::purpose::{
+    CREATOR_SECRET_KEY, LEGACY_METADATA_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY,
 };
+
+use super::{value_aad, Service};
 
 impl<S, C, M, K, R> Service<S, C, M, K, R>
 where

@@ -11,7 +11,9 @@ use crate::model::*;
 use crate::ports::*;
 use crate::random::Rng;
 
-use super::{Service, MAIL_LINK, MAIL_TO};
+use crate::crypto::purpose::{MAIL_LINK, MAIL_TO};
+
+use super::Service;
 
 /// How long a claimed mail is reserved for the worker that claimed it (seconds).
 const MAIL_LEASE: i64 = 120;
