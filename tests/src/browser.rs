@@ -29,7 +29,10 @@ impl Browser {
                 std::env::var("OTS_REQUIRE_BROWSER").map_or(true, |v| v != "1"),
                 "OTS_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
             );
-            eprintln!("\n!!!!! SKIPPED: browser test: install Debian's chromium and chromium-driver !!!!!\n");
+            crate::announce_skip(
+                "browser test: install Debian's chromium and chromium-driver (and set \
+                 OTS_REQUIRE_BROWSER=1 to fail instead of skipping)",
+            );
             return None;
         }
         let port = free_port();

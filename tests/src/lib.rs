@@ -13,7 +13,7 @@ use ots_domain::{random_string, SystemRng, KEY_ALPHABET};
 pub mod browser;
 pub mod smtp;
 
-pub use ots_store_postgres::testing::{fresh_database, TestDatabase};
+pub use ots_store_postgres::testing::{announce_skip, fresh_database, TestDatabase};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -67,13 +67,21 @@ pub async fn fresh_database() -> Option<TestDatabase> {
             if std::env::var("OTS_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
                 panic!("OTS_REQUIRE_POSTGRES=1 but Postgres is not available: {why}");
             }
-            eprintln!(
-                "\n!!!!! SKIPPED: Postgres test not run: {why}. Set TEST_DATABASE_URL \
-                 (and OTS_REQUIRE_POSTGRES=1 to fail instead of skipping). !!!!!\n"
-            );
+            announce_skip(&format!(
+                "Postgres test not run: {why}. Set TEST_DATABASE_URL (and \
+                 OTS_REQUIRE_POSTGRES=1 to fail instead of skipping)"
+            ));
             None
         }
     }
+}
+
+/// Says loudly that a test did not run, on the process's real stderr: cargo's test harness
+/// captures `eprintln!` (and shows it only for failures), not writes to the stream itself, so
+/// a skipped test shows in the terminal of whoever ran the tests.
+pub fn announce_skip(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!! SKIPPED: {what} !!!!!\n");
 }
 
 async fn try_fresh_database() -> Result<TestDatabase, String> {
