@@ -15,6 +15,7 @@ mod error;
 mod pages;
 mod params;
 mod ratelimit;
+mod schema;
 mod telemetry;
 
 pub use api::{Api, MetadataObject, State};
@@ -60,12 +61,11 @@ impl Default for HttpConfig {
 /// The v1 API as an OpenAPI service: what the server mounts and the spec generator prints.
 /// It needs no use cases: handlers find them in the request's data.
 pub fn api_service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(Api, "ots", env!("CARGO_PKG_VERSION"))
-        .summary("One-time secrets, OneTimeSecret API v1 compatible")
-        .description(
-            "Share a secret through a link that works once. Every route answers JSON; errors \
-             are `{\"message\": ...}` with the status that says what happened.",
-        )
+    OpenApiService::new(Api, "ots", env!("CARGO_PKG_VERSION")).description(
+        "One-time secrets, OneTimeSecret API v1 compatible. Share a secret through a link that \
+         works once. Every route answers JSON; errors are `{\"message\": ...}` with the \
+         status that says what happened.",
+    )
 }
 
 /// The generated spec as JSON, exactly as committed under `openapi/`.

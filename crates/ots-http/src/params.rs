@@ -68,7 +68,17 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
         body: &mut RequestBody,
         _: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let values = parse_body(request, body).await?;
+        let (values, nested) = parse_body(request, body).await?;
+        // A parameter of the schema must be a string or a number; anything else is ignored.
+        if let Some(name) = nested
+            .iter()
+            .find(|name| property_names::<T>().contains(&name.as_str()))
+        {
+            return Err(JsonError::bad_request(format!(
+                "Invalid JSON body: `{name}` must be a string or a number"
+            ))
+            .into());
+        }
         Ok(Self {
             values,
             _schema: PhantomData,
@@ -76,10 +86,22 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
     }
 }
 
-async fn parse_body(
-    request: &Request,
-    body: &mut RequestBody,
-) -> Result<HashMap<String, String>, JsonError> {
+/// The names of the properties of the object schema `T`.
+fn property_names<T: Type>() -> Vec<&'static str> {
+    let mut registry = Registry::new();
+    T::register(&mut registry);
+    registry
+        .schemas
+        .get(&*T::name())
+        .map(|schema| schema.properties.iter().map(|(name, _)| *name).collect())
+        .unwrap_or_default()
+}
+
+/// Parameters and their text, and the names of JSON values that were arrays or objects (kept
+/// as their JSON text).
+type Parsed = (HashMap<String, String>, Vec<String>);
+
+async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed, JsonError> {
     let limit = request.data::<BodyLimit>().map_or(1 << 20, |l| l.0);
     let too_large = || {
         JsonError::new(
@@ -101,10 +123,10 @@ async fn parse_body(
             poem::error::ReadBodyError::PayloadTooLarge => too_large(),
             other => JsonError::bad_request(format!("Could not read the request body: {other}")),
         })?,
-        Err(_) => return Ok(HashMap::new()),
+        Err(_) => return Ok(Parsed::default()),
     };
     if bytes.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Parsed::default());
     }
     let content_type = request.content_type().unwrap_or_default();
     let essence = content_type
@@ -115,9 +137,9 @@ async fn parse_body(
         .to_ascii_lowercase();
     match essence.as_str() {
         FORM => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .map(|pairs| pairs.into_iter().collect())
+            .map(|pairs| (pairs.into_iter().collect(), Vec::new()))
             .map_err(|e| JsonError::bad_request(format!("Invalid urlencoded body: {e}"))),
-        MULTIPART => parse_multipart(request, bytes.to_vec()).await,
+        MULTIPART => Ok((parse_multipart(request, bytes.to_vec()).await?, Vec::new())),
         JSON => parse_json(&bytes),
         _ => Err(JsonError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -152,7 +174,7 @@ async fn parse_multipart(
     Ok(values)
 }
 
-fn parse_json(bytes: &[u8]) -> Result<HashMap<String, String>, JsonError> {
+fn parse_json(bytes: &[u8]) -> Result<Parsed, JsonError> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| JsonError::bad_request(format!("Invalid JSON body: {e}")))?;
     let serde_json::Value::Object(map) = value else {
@@ -160,22 +182,21 @@ fn parse_json(bytes: &[u8]) -> Result<HashMap<String, String>, JsonError> {
             "Invalid JSON body: expected an object",
         ));
     };
-    let mut values = HashMap::new();
+    let (mut values, mut nested) = (HashMap::new(), Vec::new());
     for (name, value) in map {
         let text = match value {
             serde_json::Value::Null => continue,
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
-            _ => {
-                return Err(JsonError::bad_request(format!(
-                    "Invalid JSON body: `{name}` must be a string or a number"
-                )))
+            other => {
+                nested.push(name.clone());
+                other.to_string()
             }
         };
         values.insert(name, text);
     }
-    Ok(values)
+    Ok((values, nested))
 }
 
 /// HTTP Basic credentials as sent: `(custid, apitoken)`.
@@ -307,6 +328,6 @@ pub struct FormFields(pub HashMap<String, String>);
 
 impl<'a> FromRequest<'a> for FormFields {
     async fn from_request(request: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
-        Ok(Self(parse_body(request, body).await?))
+        Ok(Self(parse_body(request, body).await?.0))
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::http::header::CACHE_CONTROL;
+use poem::http::header::{ALLOW, CACHE_CONTROL};
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -141,36 +141,37 @@ impl Default for Metrics {
     }
 }
 
-/// The routes metrics are labelled with; anything else is `other` (bounded cardinality).
-const ROUTES: &[&str] = &[
-    "/api/v1/share",
-    "/api/v1/generate",
-    "/api/v1/secret/:key",
-    "/api/v1/private/recent",
-    "/api/v1/private/:key",
-    "/api/v1/private/:key/burn",
-    "/api/v1/status",
-    "/api/v1/authcheck",
-    "/api/v1/openapi.json",
-    "/api/v1/openapi.yaml",
-    "/docs",
-    "/",
-    "/secret/:key",
-    "/private/:key",
-    "/private/:key/burn",
-    "/static/ots.css",
-    "/static/ots.js",
-    "/metrics",
-    "/healthz",
-    "/readyz",
+/// Every route and the methods it answers: metrics are labelled with the route (anything
+/// else is `other`, so the label set is bounded), and a 405 names the methods in `Allow`.
+const ROUTES: &[(&str, &str)] = &[
+    ("/api/v1/share", "POST"),
+    ("/api/v1/generate", "POST"),
+    ("/api/v1/secret/:key", "GET, POST"),
+    ("/api/v1/private/recent", "GET"),
+    ("/api/v1/private/:key", "GET, POST"),
+    ("/api/v1/private/:key/burn", "POST"),
+    ("/api/v1/status", "GET"),
+    ("/api/v1/authcheck", "GET"),
+    ("/api/v1/openapi.json", "GET"),
+    ("/api/v1/openapi.yaml", "GET"),
+    ("/docs", "GET"),
+    ("/", "GET, POST"),
+    ("/secret/:key", "GET, POST"),
+    ("/private/:key", "GET"),
+    ("/private/:key/burn", "POST"),
+    ("/static/ots.css", "GET"),
+    ("/static/ots.js", "GET"),
+    ("/metrics", "GET"),
+    ("/healthz", "GET"),
+    ("/readyz", "GET"),
 ];
 
+fn route(redacted: &str) -> Option<(&'static str, &'static str)> {
+    ROUTES.iter().copied().find(|(r, _)| *r == redacted)
+}
+
 fn route_label(redacted: &str) -> &'static str {
-    ROUTES
-        .iter()
-        .copied()
-        .find(|r| *r == redacted)
-        .unwrap_or("other")
+    route(redacted).map_or("other", |(r, _)| r)
 }
 
 /// Replaces every path segment that looks like a key with `:key`.
@@ -235,6 +236,13 @@ pub async fn observe<E: Endpoint>(
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if status == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(ALLOW) {
+        if let Some((_, methods)) = route(&path) {
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(methods));
+        }
     }
     // Answers carry values, keys and metadata: no cache may keep them. Only the static
     // assets say otherwise.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::OpenApi;
+use poem_openapi::{OpenApi, Tags};
 
 use ots_domain::{
     Caller, Email, MetadataKey, OtsError, Passphrase, SecretKey, SecretUseCases, SecretValue,
@@ -17,6 +17,7 @@ use poem::{FromRequest, Request, RequestBody};
 use crate::error::{ApiError, JsonError};
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RouteClass};
+use crate::schema::{SecretText, TtlText};
 
 mod objects;
 
@@ -56,12 +57,8 @@ impl<'a> FromRequest<'a> for Ctx {
 }
 
 /// A body value wins over the query string's.
-fn pick<'a, T>(
-    body: &'a BodyParams<T>,
-    query: &'a Query<Option<String>>,
-    name: &str,
-) -> Option<&'a str> {
-    body.get(name).or(query.0.as_deref())
+fn pick<'a, T>(body: &'a BodyParams<T>, query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    body.get(name).or(query)
 }
 
 fn share_input(
@@ -125,33 +122,96 @@ impl Ctx {
 
 const ANONYMOUS_PLAN: &str = "anonymous";
 
+/// How the operations are grouped in the docs and in generated clients.
+#[derive(Tags)]
+enum ApiTags {
+    /// Storing and revealing secrets.
+    Secrets,
+    /// The creator's view of a secret, with its metadata key.
+    Metadata,
+    /// What needs a customer's credentials.
+    Account,
+    /// The service itself.
+    Service,
+}
+
+impl Ctx {
+    async fn reveal(
+        &self,
+        client: &ClientAddr,
+        login: Option<Login>,
+        secret_key: &str,
+        passphrase: Option<&str>,
+    ) -> ApiResult<Secret> {
+        self.admit(client, RouteClass::Reveal, login).await?;
+        let unknown = || ApiError::unknown_secret(secret_key);
+        let key = SecretKey::parse(secret_key).ok_or_else(unknown)?;
+        match self
+            .svc
+            .reveal(&key, passphrase.and_then(Passphrase::parse))
+            .await
+        {
+            Ok(revealed) => Ok(Json(Secret {
+                secret_key: revealed.secret_key.to_string(),
+                value: revealed.value.expose().to_owned(),
+            })),
+            Err(OtsError::NotFound) => Err(unknown()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn metadata(
+        &self,
+        client: &ClientAddr,
+        login: Option<Login>,
+        metadata_key: &str,
+    ) -> ApiResult<MetadataObject> {
+        self.admit(client, RouteClass::Other, login).await?;
+        let unknown = || ApiError::unknown_metadata(metadata_key);
+        let key = MetadataKey::parse(metadata_key).ok_or_else(unknown)?;
+        match self.svc.metadata(&key).await {
+            Ok(view) => Ok(Json(MetadataObject::of(view, None))),
+            Err(OtsError::NotFound) => Err(unknown()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
     /// Store a secret
     ///
     /// Encrypts and stores `secret`; answers its metadata, whose `secret_key` is the key to
     /// share and whose `metadata_key` is the creator's private key.
-    #[oai(path = "/share", method = "post", operation_id = "share")]
+    #[oai(
+        path = "/share",
+        method = "post",
+        operation_id = "shareSecret",
+        tag = "ApiTags::Secrets"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn share(
         &self,
         ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
-        secret: Query<Option<String>>,
+        secret: Query<Option<SecretText>>,
         passphrase: Query<Option<String>>,
-        ttl: Query<Option<String>>,
+        ttl: Query<Option<TtlText>>,
         recipient: Query<Option<String>>,
         body: BodyParams<ShareParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
-            pick(&body, &passphrase, "passphrase"),
-            pick(&body, &ttl, "ttl"),
-            pick(&body, &recipient, "recipient"),
+            pick(&body, passphrase.0.as_deref(), "passphrase"),
+            pick(&body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl"),
+            pick(&body, recipient.0.as_deref(), "recipient"),
         )?;
-        let value = pick(&body, &secret, "secret").map(SecretValue::new);
-        let shared = ctx.svc.share(&caller, value, input).await?;
+        let secret = pick(&body, secret.0.as_ref().map(|s| s.0.as_str()), "secret");
+        let shared = ctx
+            .svc
+            .share(&caller, secret.map(SecretValue::new), input)
+            .await?;
         Ok(Json(MetadataObject::of(shared.metadata, None)))
     }
 
@@ -159,7 +219,12 @@ impl Api {
     ///
     /// Generates a 12-character value (letters and digits without look-alikes), stores it
     /// like `share`, and shows it once in `value`.
-    #[oai(path = "/generate", method = "post", operation_id = "generate")]
+    #[oai(
+        path = "/generate",
+        method = "post",
+        operation_id = "generateSecret",
+        tag = "ApiTags::Secrets"
+    )]
     #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
@@ -167,15 +232,15 @@ impl Api {
         auth: OptionalAuth,
         client: ClientAddr,
         passphrase: Query<Option<String>>,
-        ttl: Query<Option<String>>,
+        ttl: Query<Option<TtlText>>,
         recipient: Query<Option<String>>,
         body: BodyParams<GenerateParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(
-            pick(&body, &passphrase, "passphrase"),
-            pick(&body, &ttl, "ttl"),
-            pick(&body, &recipient, "recipient"),
+            pick(&body, passphrase.0.as_deref(), "passphrase"),
+            pick(&body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl"),
+            pick(&body, recipient.0.as_deref(), "recipient"),
         )?;
         let shared = ctx.svc.generate(&caller, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, shared.value)))
@@ -186,8 +251,13 @@ impl Api {
     /// The first successful call gets the value; every later one gets 404. A wrong or
     /// missing passphrase is a 403 and leaves the secret in place, until the try limit burns
     /// it.
-    #[oai(path = "/secret/:secret_key", method = "post", method = "get")]
-    async fn reveal(
+    #[oai(
+        path = "/secret/:secret_key",
+        method = "post",
+        operation_id = "revealSecret",
+        tag = "ApiTags::Secrets"
+    )]
+    async fn reveal_secret(
         &self,
         ctx: Ctx,
         auth: OptionalAuth,
@@ -197,30 +267,48 @@ impl Api {
         passphrase: Query<Option<String>>,
         body: BodyParams<RevealParams>,
     ) -> ApiResult<Secret> {
-        ctx.admit(&client, RouteClass::Reveal, auth.0).await?;
-        let unknown = || ApiError::unknown_secret(&secret_key);
-        let key = SecretKey::parse(&secret_key).ok_or_else(unknown)?;
-        let passphrase = pick(&body, &passphrase, "passphrase").and_then(Passphrase::parse);
-        match ctx.svc.reveal(&key, passphrase).await {
-            Ok(revealed) => Ok(Json(Secret {
-                secret_key: revealed.secret_key.to_string(),
-                value: revealed.value.expose().to_owned(),
-            })),
-            Err(OtsError::NotFound) => Err(unknown()),
-            Err(err) => Err(err.into()),
-        }
+        let passphrase = pick(&body, passphrase.0.as_deref(), "passphrase");
+        ctx.reveal(&client, auth.0, &secret_key, passphrase).await
+    }
+
+    /// Reveal a secret, once (GET)
+    ///
+    /// As `revealSecret`: the API is for programs, and a GET reveals too.
+    #[oai(
+        path = "/secret/:secret_key",
+        method = "get",
+        operation_id = "revealSecretByGet",
+        tag = "ApiTags::Secrets"
+    )]
+    async fn reveal_secret_by_get(
+        &self,
+        ctx: Ctx,
+        auth: OptionalAuth,
+        client: ClientAddr,
+        /// The shareable key.
+        secret_key: Path<String>,
+        passphrase: Query<Option<String>>,
+    ) -> ApiResult<Secret> {
+        ctx.reveal(&client, auth.0, &secret_key, passphrase.0.as_deref())
+            .await
     }
 
     /// Recent metadata
     ///
     /// The caller's metadata still alive, newest first; `secret_key` is always null here.
-    #[oai(path = "/private/recent", method = "get", operation_id = "recent")]
+    #[oai(
+        path = "/private/recent",
+        method = "get",
+        operation_id = "listRecent",
+        tag = "ApiTags::Account"
+    )]
     async fn recent(
         &self,
         ctx: Ctx,
         auth: RequiredAuth,
         client: ClientAddr,
         /// At most this many items (1 to 100; default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
     ) -> ApiResult<Vec<MetadataObject>> {
         let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
@@ -236,8 +324,13 @@ impl Api {
     /// Show metadata
     ///
     /// The creator's view of one secret: its state and when it was received or burned.
-    #[oai(path = "/private/:metadata_key", method = "post", method = "get")]
-    async fn metadata(
+    #[oai(
+        path = "/private/:metadata_key",
+        method = "get",
+        operation_id = "getMetadata",
+        tag = "ApiTags::Metadata"
+    )]
+    async fn get_metadata(
         &self,
         ctx: Ctx,
         auth: OptionalAuth,
@@ -245,14 +338,27 @@ impl Api {
         /// The creator's private key.
         metadata_key: Path<String>,
     ) -> ApiResult<MetadataObject> {
-        ctx.admit(&client, RouteClass::Other, auth.0).await?;
-        let unknown = || ApiError::unknown_metadata(&metadata_key);
-        let key = MetadataKey::parse(&metadata_key).ok_or_else(unknown)?;
-        match ctx.svc.metadata(&key).await {
-            Ok(view) => Ok(Json(MetadataObject::of(view, None))),
-            Err(OtsError::NotFound) => Err(unknown()),
-            Err(err) => Err(err.into()),
-        }
+        ctx.metadata(&client, auth.0, &metadata_key).await
+    }
+
+    /// Show metadata (POST)
+    ///
+    /// As `getMetadata`, for clients that POST every call.
+    #[oai(
+        path = "/private/:metadata_key",
+        method = "post",
+        operation_id = "getMetadataByPost",
+        tag = "ApiTags::Metadata"
+    )]
+    async fn get_metadata_by_post(
+        &self,
+        ctx: Ctx,
+        auth: OptionalAuth,
+        client: ClientAddr,
+        /// The creator's private key.
+        metadata_key: Path<String>,
+    ) -> ApiResult<MetadataObject> {
+        ctx.metadata(&client, auth.0, &metadata_key).await
     }
 
     /// Burn a secret
@@ -262,7 +368,8 @@ impl Api {
     #[oai(
         path = "/private/:metadata_key/burn",
         method = "post",
-        operation_id = "burn"
+        operation_id = "burnSecret",
+        tag = "ApiTags::Metadata"
     )]
     async fn burn(
         &self,
@@ -285,7 +392,12 @@ impl Api {
     /// System status
     ///
     /// `nominal` when the store answers; `offline` with 503 when it does not.
-    #[oai(path = "/status", method = "get", operation_id = "status")]
+    #[oai(
+        path = "/status",
+        method = "get",
+        operation_id = "getStatus",
+        tag = "ApiTags::Service"
+    )]
     async fn status(
         &self,
         ctx: Ctx,
@@ -304,7 +416,12 @@ impl Api {
     /// Check credentials
     ///
     /// 200 with the custid when the credentials are good; 401 otherwise.
-    #[oai(path = "/authcheck", method = "get", operation_id = "authcheck")]
+    #[oai(
+        path = "/authcheck",
+        method = "get",
+        operation_id = "checkAuth",
+        tag = "ApiTags::Account"
+    )]
     async fn authcheck(
         &self,
         ctx: Ctx,

@@ -5,6 +5,8 @@ use poem_openapi::{ApiResponse, Enum, Object};
 
 use ots_domain::{MetadataState, MetadataView, SecretValue};
 
+use crate::schema::Nullable;
+
 /// The state of a secret, as its creator sees it.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
@@ -35,13 +37,13 @@ pub struct MetadataObject {
     /// The creator's private key. Do not share it.
     pub metadata_key: String,
     /// The shareable key; null once the secret is gone, and always null in `recent`.
-    pub secret_key: Option<String>,
+    pub secret_key: Nullable<String>,
     /// The secret's time-to-live in seconds as granted (not the time left).
     pub ttl: i64,
     /// Seconds the metadata has left to live.
     pub metadata_ttl: i64,
     /// Seconds the secret has left to live; null once it is gone.
-    pub secret_ttl: Option<i64>,
+    pub secret_ttl: Nullable<i64>,
     pub state: State,
     /// Unix seconds, UTC.
     pub created: i64,
@@ -66,10 +68,10 @@ impl MetadataObject {
         Self {
             custid: view.custid,
             metadata_key: view.metadata_key,
-            secret_key: view.secret_key,
+            secret_key: Nullable(view.secret_key),
             ttl: view.ttl,
             metadata_ttl: view.metadata_ttl,
-            secret_ttl: view.secret_ttl,
+            secret_ttl: Nullable(view.secret_ttl),
             state: view.state.into(),
             created: view.created,
             updated: view.updated,
@@ -93,7 +95,9 @@ pub struct Secret {
 /// Parameters of `share`.
 #[derive(Object, Debug)]
 pub struct ShareParams {
-    /// The value to keep secret (required). At most the plan's size in UTF-8 bytes.
+    /// The value to keep secret (required, here or in the query). At most the plan's size
+    /// in UTF-8 bytes.
+    #[oai(validator(min_length = 1))]
     pub secret: Option<String>,
     /// A passphrase the recipient must give; stored only as a bcrypt hash.
     pub passphrase: Option<String>,

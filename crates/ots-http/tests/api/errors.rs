@@ -120,3 +120,30 @@ async fn every_bad_input_is_a_json_error_with_the_right_status() {
     let (status, _, _) = send(share().form(&[("secret", "€".repeat(341))])).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_405_names_the_allowed_methods() {
+    let h = harness().await;
+    for (req, allowed) in [
+        (h.cli.get("/api/v1/share"), "POST"),
+        (
+            h.cli.put("/api/v1/secret/153l8vbwqx5taskp92pf05uvgjefvu9"),
+            "GET, POST",
+        ),
+        (h.cli.post("/api/v1/private/recent"), "GET"),
+        (h.cli.delete("/api/v1/status"), "GET"),
+        (
+            h.cli.get("/private/qjpjroeit8wra0ojeyhcw5pjsgwtuq7/burn"),
+            "POST",
+        ),
+    ] {
+        let resp = req.send().await.0;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            resp.headers()
+                .get(header::ALLOW)
+                .map(|v| v.to_str().unwrap()),
+            Some(allowed)
+        );
+    }
+}

@@ -178,3 +178,13 @@ async fn generate_makes_a_12_character_value_without_look_alikes() {
         assert_eq!(secret["value"], value.as_str());
     }
 }
+
+#[tokio::test]
+async fn unknown_parameters_are_ignored_whatever_their_type() {
+    let h = harness().await;
+    let body = json!({"secret": "kept", "extra": {"nested": [1, 2]}, "list": [3], "flag": null});
+    let (status, _, shared) = send(h.cli.post("/api/v1/share").body_json(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{shared}");
+    let (status, revealed) = h.reveal(shared["secret_key"].as_str().unwrap(), &[]).await;
+    assert_eq!((status, revealed["value"].as_str()), (StatusCode::OK, Some("kept")));
+}
