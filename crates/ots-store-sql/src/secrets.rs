@@ -9,7 +9,7 @@ use ots_domain::*;
 use ots_domain::crypto::hex;
 
 use crate::rows::{self, join_recipients, METADATA_COLUMNS, SECRET_COLUMNS};
-use crate::{store_err, Arg, Conn, Dialect, SqlStore};
+use crate::{store_err, Arg, Conn, Dialect, RowOf, SqlStore};
 
 /// Deletes the secret and marks its metadata received or burned, inside the caller's
 /// transaction; returns the updated metadata.
@@ -127,6 +127,25 @@ pub(crate) async fn insert_secret<D: Dialect>(
 }
 
 impl<D: Dialect> SqlStore<D> {
+    /// The row of `table` with `key` that is still alive at `now`, read without locks.
+    async fn find_live<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        key: &str,
+        now: UnixTime,
+        map: fn(&RowOf<D>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let sql = format!("SELECT {columns} FROM {table} WHERE key = $1 AND expires_at > $2");
+        let mut conn = self.read().await?;
+        D::fetch_optional(&mut conn, &sql, vec![Arg::Text(key), Arg::Int(now)])
+            .await
+            .map_err(store_err::<D>)?
+            .as_ref()
+            .map(map)
+            .transpose()
+    }
+
     /// Deletes a live secret and marks its metadata `state` (received or burned), in one
     /// transaction that first locks the secret's row; `false` when it was already gone.
     async fn take_secret(
@@ -178,19 +197,14 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         id: &SecretId,
         now: UnixTime,
     ) -> Result<Option<StoredSecret>, StoreError> {
-        let sql =
-            format!("SELECT {SECRET_COLUMNS} FROM secrets WHERE key = $1 AND expires_at > $2");
-        let mut conn = self.read().await?;
-        D::fetch_optional(
-            &mut conn,
-            &sql,
-            vec![Arg::Text(&id.to_hex()), Arg::Int(now)],
+        self.find_live(
+            "secrets",
+            SECRET_COLUMNS,
+            &id.to_hex(),
+            now,
+            rows::secret::<D>,
         )
         .await
-        .map_err(store_err::<D>)?
-        .as_ref()
-        .map(rows::secret::<D>)
-        .transpose()
     }
 
     async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
@@ -250,19 +264,14 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         id: &MetadataId,
         now: UnixTime,
     ) -> Result<Option<Metadata>, StoreError> {
-        let sql =
-            format!("SELECT {METADATA_COLUMNS} FROM metadata WHERE key = $1 AND expires_at > $2");
-        let mut conn = self.read().await?;
-        D::fetch_optional(
-            &mut conn,
-            &sql,
-            vec![Arg::Text(&id.to_hex()), Arg::Int(now)],
+        self.find_live(
+            "metadata",
+            METADATA_COLUMNS,
+            &id.to_hex(),
+            now,
+            rows::metadata::<D>,
         )
         .await
-        .map_err(store_err::<D>)?
-        .as_ref()
-        .map(rows::metadata::<D>)
-        .transpose()
     }
 
     async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {

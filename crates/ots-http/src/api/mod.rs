@@ -61,21 +61,26 @@ fn pick<'a, T>(body: &'a BodyParams<T>, query: Option<&'a str>, name: &str) -> O
     body.get(name).or(query)
 }
 
-fn share_input(
-    passphrase: Option<&str>,
-    ttl: Option<&str>,
-    recipient: Option<&str>,
+/// What share and generate take besides the value, parsed at the edge; a body value wins
+/// over the query string's.
+fn share_input<T>(
+    body: &BodyParams<T>,
+    passphrase: &Query<Option<String>>,
+    ttl: &Query<Option<TtlText>>,
+    recipient: &Query<Option<String>>,
 ) -> Result<ShareInput, ApiError> {
+    let ttl = pick(body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl");
     let ttl = match ttl.filter(|t| !t.trim().is_empty()) {
         Some(raw) => Some(Ttl::parse(raw).ok_or(OtsError::InvalidTtl)?),
         None => None,
     };
+    let recipient = pick(body, recipient.0.as_deref(), "recipient");
     let recipient = match recipient.filter(|r| !r.trim().is_empty()) {
         Some(raw) => Some(Email::parse(raw).ok_or(OtsError::InvalidRecipient)?),
         None => None,
     };
     Ok(ShareInput {
-        passphrase: passphrase.and_then(Passphrase::parse),
+        passphrase: pick(body, passphrase.0.as_deref(), "passphrase").and_then(Passphrase::parse),
         ttl,
         recipient,
     })
@@ -202,11 +207,7 @@ impl Api {
         body: BodyParams<ShareParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
-        let input = share_input(
-            pick(&body, passphrase.0.as_deref(), "passphrase"),
-            pick(&body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl"),
-            pick(&body, recipient.0.as_deref(), "recipient"),
-        )?;
+        let input = share_input(&body, &passphrase, &ttl, &recipient)?;
         let secret = pick(&body, secret.0.as_ref().map(|s| s.0.as_str()), "secret");
         let shared = ctx
             .svc
@@ -237,11 +238,7 @@ impl Api {
         body: BodyParams<GenerateParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
-        let input = share_input(
-            pick(&body, passphrase.0.as_deref(), "passphrase"),
-            pick(&body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl"),
-            pick(&body, recipient.0.as_deref(), "recipient"),
-        )?;
+        let input = share_input(&body, &passphrase, &ttl, &recipient)?;
         let shared = ctx.svc.generate(&caller, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, shared.value)))
     }

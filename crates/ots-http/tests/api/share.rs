@@ -186,5 +186,8 @@ async fn unknown_parameters_are_ignored_whatever_their_type() {
     let (status, _, shared) = send(h.cli.post("/api/v1/share").body_json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{shared}");
     let (status, revealed) = h.reveal(shared["secret_key"].as_str().unwrap(), &[]).await;
-    assert_eq!((status, revealed["value"].as_str()), (StatusCode::OK, Some("kept")));
+    assert_eq!(
+        (status, revealed["value"].as_str()),
+        (StatusCode::OK, Some("kept"))
+    );
 }
