@@ -1,6 +1,7 @@
 //! Types that describe themselves to the spec exactly as the server treats them: fields that
 //! are always present but may be null, and query parameters the spec types as what they must
 //! be while the handler reads the text, so that a bad one gets the API's own message.
+//! Body fields may be `null`, which the server reads as absent: they are nullable.
 
 use std::borrow::Cow;
 
@@ -106,6 +107,20 @@ macro_rules! text_param {
                 Ok(Self(value.to_owned()))
             }
         }
+
+        impl ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                String::parse_from_json(value)
+                    .map(Self)
+                    .map_err(ParseError::propagate)
+            }
+        }
+
+        impl ToJSON for $name {
+            fn to_json(&self) -> Option<Value> {
+                Some(Value::String(self.0.clone()))
+            }
+        }
     };
 }
 
@@ -116,6 +131,22 @@ text_param!(
         example: Some(Value::from(3600)),
         ..MetaSchema::new_with_format("integer", "int64")
     }
+);
+
+text_param!(
+    /// An email address (`recipient`), or blank for none (forms send blank fields). The
+    /// pattern is the shape `ots_domain::Email::parse` accepts, in ASCII.
+    EmailText,
+    MetaSchema {
+        max_length: Some(254),
+        pattern: Some(EMAIL_OR_BLANK.to_owned()),
+        ..MetaSchema::new("string")
+    }
+);
+
+const EMAIL_OR_BLANK: &str = concat!(
+    r#"^$|^[^\s@<>(),;:\\"\[\]\x00-\x1f\x7f-\x9f]{1,64}@"#,
+    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 );
 
 text_param!(
@@ -143,5 +174,33 @@ mod tests {
         };
         assert!(schema.nullable);
         assert_eq!(schema.ty, "integer");
+    }
+
+    /// The pattern says what `Email::parse` takes: what one accepts the other does.
+    #[test]
+    fn the_email_pattern_agrees_with_the_parser() {
+        let pattern = regex::Regex::new(EMAIL_OR_BLANK).unwrap();
+        for raw in [
+            "jane.doe@example.com",
+            "a+b@mail.example.org",
+            "x@y-z.co",
+            "0@0.com",
+        ] {
+            assert!(pattern.is_match(raw), "{raw}");
+            assert!(ots_domain::Email::parse(raw).is_some(), "{raw}");
+        }
+        assert!(pattern.is_match(""));
+        for raw in [
+            "jane",
+            "jane@example",
+            "a b@c.com",
+            "<a>@b.com",
+            "a@-b.com",
+            "a@b@c.com",
+            "\u{87}x@b.com",
+        ] {
+            assert!(!pattern.is_match(raw), "{raw}");
+            assert!(ots_domain::Email::parse(raw).is_none(), "{raw}");
+        }
     }
 }

@@ -166,12 +166,22 @@ const ROUTES: &[(&str, &str)] = &[
     ("/readyz", "GET"),
 ];
 
-fn route(redacted: &str) -> Option<(&'static str, &'static str)> {
-    ROUTES.iter().copied().find(|(r, _)| *r == redacted)
+/// The route a path is on: `:key` stands for any one segment, and earlier routes win (so
+/// `/api/v1/private/recent` is not taken for a key).
+fn route(path: &str) -> Option<(&'static str, &'static str)> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES.iter().copied().find(|(route, _)| {
+        let pattern: Vec<&str> = route.split('/').collect();
+        pattern.len() == segments.len()
+            && pattern
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| p == s || (*p == ":key" && !s.is_empty()))
+    })
 }
 
-fn route_label(redacted: &str) -> &'static str {
-    route(redacted).map_or("other", |(r, _)| r)
+fn route_label(path: &str) -> &'static str {
+    route(path).map_or("other", |(r, _)| r)
 }
 
 /// Replaces every path segment that looks like a key with `:key`.
@@ -273,5 +283,14 @@ mod tests {
             "/api/v1/private/:key/burn"
         );
         assert_eq!(route_label("/wp-admin/setup.php"), "other");
+        assert_eq!(
+            route_label("/api/v1/private/recent"),
+            "/api/v1/private/recent"
+        );
+        assert_eq!(
+            route_label("/api/v1/private/0/burn"),
+            "/api/v1/private/:key/burn"
+        );
+        assert_eq!(route_label("/api/v1/secret/"), "other");
     }
 }

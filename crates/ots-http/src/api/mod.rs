@@ -17,7 +17,7 @@ use poem::{FromRequest, Request, RequestBody};
 use crate::error::{ApiError, JsonError};
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RouteClass};
-use crate::schema::{SecretText, TtlText};
+use crate::schema::{EmailText, SecretText, TtlText};
 
 mod objects;
 
@@ -67,18 +67,35 @@ fn share_input<T>(
     body: &BodyParams<T>,
     passphrase: &Query<Option<String>>,
     ttl: &Query<Option<TtlText>>,
-    recipient: &Query<Option<String>>,
+    recipient: &Query<Option<EmailText>>,
 ) -> Result<ShareInput, ApiError> {
-    let ttl = pick(body, ttl.0.as_ref().map(|t| t.0.as_str()), "ttl");
-    let ttl = match ttl.filter(|t| !t.trim().is_empty()) {
-        Some(raw) => Some(Ttl::parse(raw).ok_or(OtsError::InvalidTtl)?),
-        None => None,
-    };
-    let recipient = pick(body, recipient.0.as_deref(), "recipient");
-    let recipient = match recipient.filter(|r| !r.trim().is_empty()) {
-        Some(raw) => Some(Email::parse(raw).ok_or(OtsError::InvalidRecipient)?),
-        None => None,
-    };
+    // A bad value is a 400 wherever it is given, even where the body's wins; a blank one is
+    // no value (forms send blank fields).
+    fn both<V>(
+        query: Option<&str>,
+        body: Option<&str>,
+        parse: fn(&str) -> Option<V>,
+        invalid: fn() -> OtsError,
+    ) -> Result<Option<V>, OtsError> {
+        let parse = |raw: Option<&str>| match raw.filter(|r| !r.trim().is_empty()) {
+            Some(raw) => parse(raw).map(Some).ok_or_else(invalid),
+            None => Ok(None),
+        };
+        let query = parse(query)?;
+        Ok(parse(body)?.or(query))
+    }
+    let ttl = both(
+        ttl.0.as_ref().map(|t| t.0.as_str()),
+        body.get("ttl"),
+        Ttl::parse,
+        || OtsError::InvalidTtl,
+    )?;
+    let recipient = both(
+        recipient.0.as_ref().map(|r| r.0.as_str()),
+        body.get("recipient"),
+        Email::parse,
+        || OtsError::InvalidRecipient,
+    )?;
     Ok(ShareInput {
         passphrase: pick(body, passphrase.0.as_deref(), "passphrase").and_then(Passphrase::parse),
         ttl,
@@ -203,11 +220,15 @@ impl Api {
         secret: Query<Option<SecretText>>,
         passphrase: Query<Option<String>>,
         ttl: Query<Option<TtlText>>,
-        recipient: Query<Option<String>>,
+        recipient: Query<Option<EmailText>>,
         body: BodyParams<ShareParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(&body, &passphrase, &ttl, &recipient)?;
+        // An empty secret is refused wherever it is given, even where the body's wins.
+        if secret.0.as_ref().is_some_and(|s| s.0.is_empty()) {
+            return Err(OtsError::NothingToShare.into());
+        }
         let secret = pick(&body, secret.0.as_ref().map(|s| s.0.as_str()), "secret");
         let shared = ctx
             .svc
@@ -234,7 +255,7 @@ impl Api {
         client: ClientAddr,
         passphrase: Query<Option<String>>,
         ttl: Query<Option<TtlText>>,
-        recipient: Query<Option<String>>,
+        recipient: Query<Option<EmailText>>,
         body: BodyParams<GenerateParams>,
     ) -> ApiResult<MetadataObject> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;

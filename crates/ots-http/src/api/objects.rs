@@ -5,7 +5,7 @@ use poem_openapi::{ApiResponse, Enum, Object};
 
 use ots_domain::{MetadataState, MetadataView, SecretValue};
 
-use crate::schema::Nullable;
+use crate::schema::{EmailText, Nullable};
 
 /// The state of a secret, as its creator sees it.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,37 +92,38 @@ pub struct Secret {
     pub value: String,
 }
 
-/// Parameters of `share`.
+/// Parameters of `share`. Each may be absent or `null` (the same thing); a body value wins
+/// over the query string's.
 #[derive(Object, Debug)]
 pub struct ShareParams {
     /// The value to keep secret (required, here or in the query). At most the plan's size
     /// in UTF-8 bytes.
     #[oai(validator(min_length = 1))]
-    pub secret: Option<String>,
-    /// A passphrase the recipient must give; stored only as a bcrypt hash.
-    pub passphrase: Option<String>,
+    pub secret: Option<Nullable<String>>,
+    /// A passphrase the recipient must give; only a bcrypt derivation of it opens the value.
+    pub passphrase: Option<Nullable<String>>,
     /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
-    pub ttl: Option<i64>,
+    pub ttl: Option<Nullable<i64>>,
     /// An email address to send the link (never the secret) to.
-    pub recipient: Option<String>,
+    pub recipient: Option<Nullable<EmailText>>,
 }
 
-/// Parameters of `generate`.
+/// Parameters of `generate`. Each may be absent or `null`.
 #[derive(Object, Debug)]
 pub struct GenerateParams {
-    /// A passphrase the recipient must give; stored only as a bcrypt hash.
-    pub passphrase: Option<String>,
+    /// A passphrase the recipient must give; only a bcrypt derivation of it opens the value.
+    pub passphrase: Option<Nullable<String>>,
     /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
-    pub ttl: Option<i64>,
+    pub ttl: Option<Nullable<i64>>,
     /// An email address to send the link (never the secret) to.
-    pub recipient: Option<String>,
+    pub recipient: Option<Nullable<EmailText>>,
 }
 
 /// Parameters of a reveal.
 #[derive(Object, Debug)]
 pub struct RevealParams {
     /// Required when the secret was created with one.
-    pub passphrase: Option<String>,
+    pub passphrase: Option<Nullable<String>>,
 }
 
 #[derive(Object, Debug)]
