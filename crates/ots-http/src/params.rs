@@ -10,7 +10,9 @@ use base64::Engine;
 use poem::http::{header, StatusCode};
 use poem::web::Multipart;
 use poem::{Body, FromRequest, Request, RequestBody};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSecurityScheme, Registry};
+use poem_openapi::registry::{
+    MetaMediaType, MetaRequest, MetaSchemaRef, MetaSecurityScheme, Registry,
+};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
@@ -68,16 +70,21 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
         body: &mut RequestBody,
         _: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let (values, nested) = parse_body(request, body).await?;
-        // A parameter of the schema must be a string or a number; anything else is ignored.
-        if let Some(name) = nested
-            .iter()
-            .find(|name| property_names::<T>().contains(&name.as_str()))
-        {
-            return Err(JsonError::bad_request(format!(
-                "Invalid JSON body: `{name}` must be a string or a number"
-            ))
-            .into());
+        let (values, json_types) = parse_body(request, body).await?;
+        // In a JSON body, a parameter of the schema has the schema's type (an unknown one is
+        // ignored, whatever its type).
+        if !json_types.is_empty() {
+            let expected = property_types::<T>();
+            for (name, found) in &json_types {
+                let wanted = expected.iter().find(|(n, _)| n == name).map(|(_, ty)| *ty);
+                if let Some(wanted) = wanted.filter(|wanted| wanted != found) {
+                    let article = if wanted == "integer" { "an" } else { "a" };
+                    return Err(JsonError::bad_request(format!(
+                        "Invalid JSON body: `{name}` must be {article} {wanted}, not {found}"
+                    ))
+                    .into());
+                }
+            }
         }
         Ok(Self {
             values,
@@ -86,20 +93,26 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
     }
 }
 
-/// The names of the properties of the object schema `T`.
-fn property_names<T: Type>() -> Vec<&'static str> {
+/// The properties of the object schema `T` and their JSON types (`string`, `integer`).
+fn property_types<T: Type>() -> Vec<(&'static str, &'static str)> {
     let mut registry = Registry::new();
     T::register(&mut registry);
-    registry
-        .schemas
-        .get(&*T::name())
-        .map(|schema| schema.properties.iter().map(|(name, _)| *name).collect())
-        .unwrap_or_default()
+    let Some(schema) = registry.schemas.get(&*T::name()) else {
+        return Vec::new();
+    };
+    schema
+        .properties
+        .iter()
+        .filter_map(|(name, property)| match property {
+            MetaSchemaRef::Inline(inline) => Some((*name, inline.ty)),
+            MetaSchemaRef::Reference(_) => None,
+        })
+        .collect()
 }
 
-/// Parameters and their text, and the names of JSON values that were arrays or objects (kept
-/// as their JSON text).
-type Parsed = (HashMap<String, String>, Vec<String>);
+/// Parameters and their text; for a JSON body, also each value's JSON type (`string`,
+/// `integer`, `number`, `boolean`, `array`, `object`), non-strings kept as their JSON text.
+type Parsed = (HashMap<String, String>, Vec<(String, &'static str)>);
 
 async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed, JsonError> {
     let limit = request.data::<BodyLimit>().map_or(1 << 20, |l| l.0);
@@ -182,21 +195,21 @@ fn parse_json(bytes: &[u8]) -> Result<Parsed, JsonError> {
             "Invalid JSON body: expected an object",
         ));
     };
-    let (mut values, mut nested) = (HashMap::new(), Vec::new());
+    let (mut values, mut types) = (HashMap::new(), Vec::new());
     for (name, value) in map {
-        let text = match value {
+        let (text, ty) = match value {
             serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Number(n) => n.to_string(),
-            serde_json::Value::Bool(b) => b.to_string(),
-            other => {
-                nested.push(name.clone());
-                other.to_string()
-            }
+            serde_json::Value::String(s) => (s, "string"),
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => (n.to_string(), "integer"),
+            serde_json::Value::Number(n) => (n.to_string(), "number"),
+            serde_json::Value::Bool(b) => (b.to_string(), "boolean"),
+            serde_json::Value::Array(a) => (serde_json::Value::Array(a).to_string(), "array"),
+            serde_json::Value::Object(o) => (serde_json::Value::Object(o).to_string(), "object"),
         };
+        types.push((name.clone(), ty));
         values.insert(name, text);
     }
-    Ok((values, nested))
+    Ok((values, types))
 }
 
 /// HTTP Basic credentials as sent: `(custid, apitoken)`.

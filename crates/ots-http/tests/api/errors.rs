@@ -147,3 +147,26 @@ async fn a_405_names_the_allowed_methods() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_json_parameter_has_the_type_the_spec_gives_it() {
+    let h = harness().await;
+    for (body, name) in [
+        (json!({"secret": "x", "passphrase": false}), "passphrase"),
+        (json!({"secret": 12345}), "secret"),
+        (json!({"secret": "x", "ttl": "3600"}), "ttl"),
+        (json!({"secret": "x", "ttl": 3600.5}), "ttl"),
+        (
+            json!({"secret": "x", "recipient": ["a@b.com"]}),
+            "recipient",
+        ),
+    ] {
+        let (status, _, answer) = send(h.cli.post("/api/v1/share").body_json(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(message(&answer).contains(name), "{answer}");
+    }
+    let good = json!({"secret": "x", "ttl": 3600, "passphrase": null, "other": true});
+    let (status, _, answer) = send(h.cli.post("/api/v1/share").body_json(&good)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["ttl"], 3600);
+}
