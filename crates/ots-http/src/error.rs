@@ -3,16 +3,19 @@
 //! errors of the framework itself (bad parameters, unknown routes) are rewritten to the same
 //! shape by [`json_errors`].
 
+use std::marker::PhantomData;
+
 use poem::http::{header, StatusCode};
-use poem::Response;
+use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 
 use ots_domain::OtsError;
 
 /// The body of every error.
 #[derive(Object, Debug, Clone, PartialEq, Eq)]
-#[oai(rename = "Error")]
+#[oai(rename = "Error", example)]
 pub struct ErrorBody {
     /// What went wrong, for people.
     pub message: String,
@@ -25,6 +28,18 @@ pub struct ErrorBody {
     /// Passphrase tries left before the secret is burned (403 only).
     #[oai(skip_serializing_if_is_none)]
     pub tries_left: Option<u32>,
+    /// `offline`, on the 503 of `getStatus`: the store cannot be reached.
+    #[oai(skip_serializing_if_is_none)]
+    pub status: Option<String>,
+}
+
+impl poem_openapi::types::Example for ErrorBody {
+    fn example() -> Self {
+        Self {
+            secret_key: Some("2kmdjs7ahzxy1ca8ah4vjj8tjw3ds5r".to_owned()),
+            ..Self::new("Unknown secret")
+        }
+    }
 }
 
 impl ErrorBody {
@@ -34,6 +49,7 @@ impl ErrorBody {
             secret_key: None,
             metadata_key: None,
             tries_left: None,
+            status: None,
         }
     }
 }
@@ -44,55 +60,76 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"ots\", charset=\"UTF-8\"";
 pub enum ApiError {
     /// A parameter is missing or invalid.
     #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    BadRequest(Json<Box<ErrorBody>>),
     /// Credentials are missing where required, or wrong.
     #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    Unauthorized(
+        Json<Box<ErrorBody>>,
+        #[oai(header = "WWW-Authenticate")] String,
+    ),
     /// Wrong (or missing) passphrase; the secret is still there unless `tries_left` is 0.
     #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
+    Forbidden(Json<Box<ErrorBody>>),
     /// Unknown, already received, burned or expired.
     #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    NotFound(Json<Box<ErrorBody>>),
     /// The request body is over the size limit.
     #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
+    PayloadTooLarge(Json<Box<ErrorBody>>),
+    /// The body is in an encoding other than JSON, urlencoded or multipart.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<Box<ErrorBody>>),
     /// Rate limited: retry after the given number of seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(Json<Box<ErrorBody>>, #[oai(header = "Retry-After")] u64),
     /// An unexpected failure; details are in the server's log.
     #[oai(status = 500)]
-    Internal(Json<ErrorBody>),
+    Internal(Json<Box<ErrorBody>>),
     /// The store cannot be reached.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(Json<Box<ErrorBody>>),
 }
 
 impl ApiError {
+    /// The status this error answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(..) => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::PayloadTooLarge(_) => 413,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::TooManyRequests(..) => 429,
+            Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
     pub fn unknown_secret(secret_key: &str) -> Self {
-        Self::NotFound(Json(ErrorBody {
+        Self::NotFound(Json(Box::new(ErrorBody {
             secret_key: Some(secret_key.to_owned()),
             ..ErrorBody::new("Unknown secret")
-        }))
+        })))
     }
 
     pub fn unknown_metadata(metadata_key: &str) -> Self {
-        Self::NotFound(Json(ErrorBody {
+        Self::NotFound(Json(Box::new(ErrorBody {
             metadata_key: Some(metadata_key.to_owned()),
             ..ErrorBody::new("Unknown secret")
-        }))
+        })))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::BadRequest(Json(ErrorBody::new(message)))
+        Self::BadRequest(Json(Box::new(ErrorBody::new(message))))
     }
 
     pub fn too_many_requests(wait: std::time::Duration) -> Self {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self::TooManyRequests(
-            Json(ErrorBody::new(format!(
+            Json(Box::new(ErrorBody::new(format!(
                 "Too many requests: retry in {seconds} seconds"
-            ))),
+            )))),
             seconds.max(1),
         )
     }
@@ -153,10 +190,10 @@ impl Answer {
 impl From<OtsError> for ApiError {
     fn from(err: OtsError) -> Self {
         let answer = Answer::of(&err);
-        let body = Json(ErrorBody {
+        let body = Json(Box::new(ErrorBody {
             tries_left: answer.tries_left,
             ..ErrorBody::new(answer.message)
-        });
+        }));
         match answer.status {
             StatusCode::NOT_FOUND => Self::NotFound(body),
             StatusCode::BAD_REQUEST => Self::BadRequest(body),
@@ -165,6 +202,66 @@ impl From<OtsError> for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(body),
             _ => Self::Internal(body),
         }
+    }
+}
+
+/// The statuses one operation can fail with: the extractors' (bad body 400, 413, 415; bad
+/// credentials 401), the rate limit's 429, the store's 503, 500, and the domain errors its
+/// use case can raise.
+pub trait Statuses: Send + Sync + 'static {
+    const LIST: &'static [u16];
+}
+
+/// An [`ApiError`] as the failure of one operation, whose spec lists only the statuses in
+/// `S`. An error outside `S` is a bug: it is logged and answered as a 500, which every
+/// operation lists.
+pub struct Failure<S>(ApiError, PhantomData<S>);
+
+impl<S: Statuses> From<ApiError> for Failure<S> {
+    fn from(err: ApiError) -> Self {
+        let status = err.status();
+        if S::LIST.contains(&status) {
+            return Self(err, PhantomData);
+        }
+        tracing::error!(
+            status,
+            "an operation failed with a status its spec does not list"
+        );
+        Self(
+            ApiError::Internal(Json(Box::new(ErrorBody::new("Internal error")))),
+            PhantomData,
+        )
+    }
+}
+
+impl<S: Statuses> From<OtsError> for Failure<S> {
+    fn from(err: OtsError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl<S: Statuses> IntoResponse for Failure<S> {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+impl<S: Statuses> ApiResponse for Failure<S> {
+    fn meta() -> MetaResponses {
+        let mut meta = ApiError::meta();
+        meta.responses
+            .retain(|r| r.status.is_some_and(|status| S::LIST.contains(&status)));
+        meta
+    }
+
+    fn register(registry: &mut Registry) {
+        ApiError::register(registry);
+    }
+}
+
+impl<S: Statuses> From<Failure<S>> for poem::Error {
+    fn from(failure: Failure<S>) -> Self {
+        failure.0.into()
     }
 }
 
@@ -256,4 +353,36 @@ pub async fn json_errors(err: poem::Error) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct LookingUp;
+    impl Statuses for LookingUp {
+        const LIST: &'static [u16] = &[401, 404, 500];
+    }
+
+    #[test]
+    fn a_failure_keeps_a_listed_status_and_lists_only_those() {
+        let kept: Failure<LookingUp> = ApiError::unknown_secret("k").into();
+        assert_eq!(kept.0.status(), 404);
+        let listed: Vec<u16> = Failure::<LookingUp>::meta()
+            .responses
+            .iter()
+            .filter_map(|r| r.status)
+            .collect();
+        assert_eq!(listed, [401, 404, 500]);
+    }
+
+    /// A status the operation does not list would break its generated clients: it is a
+    /// bug, answered as the 500 every operation lists.
+    #[test]
+    fn an_unlisted_status_becomes_a_500() {
+        let failure: Failure<LookingUp> = OtsError::WrongPassphrase { tries_left: 3 }.into();
+        assert_eq!(failure.0.status(), 500);
+        let response = failure.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -24,16 +24,35 @@ use crate::error::JsonError;
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
-/// Parameters from the request body, whatever its encoding; `T` is the schema shown in the
-/// spec. A body without parameters, or no body at all, is an empty set.
+/// The parameters of one operation's body, as the spec shows them.
+pub trait BodySchema: Type {
+    /// Whether the spec says a body must be sent (the server also takes the parameters from
+    /// the query string, so it is never required on the wire).
+    const REQUIRED: bool;
+}
+
+/// An operation's parameters from the body, whatever its encoding, and from the query
+/// string; `T` is the JSON body's schema, the one encoding the spec documents, so that
+/// generated clients send exactly one. A body without parameters, or no body at all, is an
+/// empty set.
 pub struct BodyParams<T> {
-    values: HashMap<String, String>,
+    query: HashMap<String, String>,
+    body: HashMap<String, String>,
     _schema: PhantomData<T>,
 }
 
 impl<T> BodyParams<T> {
+    /// The value of `name`: the body's, else the query string's.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.get(name).map(String::as_str)
+        self.body_value(name).or_else(|| self.query_value(name))
+    }
+
+    pub fn body_value(&self, name: &str) -> Option<&str> {
+        self.body.get(name).map(String::as_str)
+    }
+
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str)
     }
 }
 
@@ -41,7 +60,7 @@ const FORM: &str = "application/x-www-form-urlencoded";
 const MULTIPART: &str = "multipart/form-data";
 const JSON: &str = "application/json";
 
-impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
+impl<'a, T: BodySchema> ApiExtractor<'a> for BodyParams<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
@@ -51,17 +70,17 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
     }
 
     fn request_meta() -> Option<MetaRequest> {
-        let media = |content_type| MetaMediaType {
-            content_type,
-            schema: T::schema_ref(),
-        };
         Some(MetaRequest {
             description: Some(
-                "Parameters may come in the body (urlencoded, multipart or a JSON object) or in \
-                 the query string; a value in the body wins.",
+                "A JSON object. For OneTimeSecret clients the server also takes the same \
+                 parameters as an urlencoded or multipart body, or in the query string; a \
+                 value in the body wins over the query string's.",
             ),
-            content: vec![media(FORM), media(MULTIPART), media(JSON)],
-            required: false,
+            content: vec![MetaMediaType {
+                content_type: JSON,
+                schema: T::schema_ref(),
+            }],
+            required: T::REQUIRED,
         })
     }
 
@@ -86,8 +105,18 @@ impl<'a, T: Type> ApiExtractor<'a> for BodyParams<T> {
                 }
             }
         }
+        let mut query = HashMap::new();
+        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(
+            request.uri().query().unwrap_or_default(),
+        )
+        .map_err(|e| JsonError::bad_request(format!("Invalid query string: {e}")))?;
+        for (name, value) in pairs {
+            // The first of repeated parameters counts, as with poem's own query parameters.
+            query.entry(name).or_insert(value);
+        }
         Ok(Self {
-            values,
+            query,
+            body: values,
             _schema: PhantomData,
         })
     }

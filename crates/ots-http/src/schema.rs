@@ -1,6 +1,6 @@
 //! Types that describe themselves to the spec exactly as the server treats them: fields that
-//! are always present but may be null, and query parameters the spec types as what they must
-//! be while the handler reads the text, so that a bad one gets the API's own message.
+//! are always present but may be null, and parameters the spec constrains while the handler
+//! reads the text, so that a bad one gets the API's own message.
 //! Body fields may be `null`, which the server reads as absent: they are nullable.
 
 use std::borrow::Cow;
@@ -125,15 +125,6 @@ macro_rules! text_param {
 }
 
 text_param!(
-    /// A ttl in the query string: an integer number of seconds.
-    TtlText,
-    MetaSchema {
-        example: Some(Value::from(3600)),
-        ..MetaSchema::new_with_format("integer", "int64")
-    }
-);
-
-text_param!(
     /// An email address (`recipient`), or blank for none (forms send blank fields). The
     /// pattern is the shape `ots_domain::Email::parse` accepts, in ASCII.
     EmailText,
@@ -147,15 +138,6 @@ text_param!(
 const EMAIL_OR_BLANK: &str = concat!(
     r#"^$|^[^\s@<>(),;:\\"\[\]\x00-\x1f\x7f-\x9f]{1,64}@"#,
     r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
-);
-
-text_param!(
-    /// A secret in the query string: at least one byte.
-    SecretText,
-    MetaSchema {
-        min_length: Some(1),
-        ..MetaSchema::new("string")
-    }
 );
 
 #[cfg(test)]

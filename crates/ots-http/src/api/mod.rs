@@ -14,16 +14,44 @@ use ots_domain::{
 use poem::http::StatusCode;
 use poem::{FromRequest, Request, RequestBody};
 
-use crate::error::{ApiError, JsonError};
+use crate::error::{ApiError, ErrorBody, Failure, JsonError, Statuses};
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RouteClass};
-use crate::schema::{EmailText, SecretText, TtlText};
 
 mod objects;
 
 pub use objects::*;
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+type ApiResult<T, S> = Result<Json<T>, Failure<S>>;
+
+/// The statuses each kind of operation can fail with, and so all its spec lists besides 200:
+/// 400, 413 and 415 where a body is read or a parameter checked; 401 for credentials
+/// (present and wrong, or missing where required); 403 and 404 where a secret is looked up;
+/// 429, 500 and 503 everywhere.
+macro_rules! statuses {
+    ($($(#[$doc:meta])* $name:ident = $list:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+        impl Statuses for $name {
+            const LIST: &'static [u16] = &$list;
+        }
+    )*};
+}
+
+statuses! {
+    /// share, generate.
+    Creating = [400, 401, 413, 415, 429, 500, 503];
+    /// revealSecret: a body, a passphrase, a secret.
+    Revealing = [400, 401, 403, 404, 413, 415, 429, 500, 503];
+    /// revealSecretByGet: no body.
+    RevealingByGet = [401, 403, 404, 429, 500, 503];
+    /// getMetadata, getMetadataByPost, burnSecret: no body, no passphrase.
+    LookingUp = [401, 404, 429, 500, 503];
+    /// listRecent: `limit` is checked.
+    Listing = [400, 401, 429, 500, 503];
+    /// getStatus, checkAuth.
+    Checking = [401, 429, 500, 503];
+}
 
 /// The v1 API. It holds nothing: each request finds the use cases and the limiter in its
 /// data (see [`Ctx`]), so the spec is printed from the routes alone.
@@ -56,24 +84,14 @@ impl<'a> FromRequest<'a> for Ctx {
     }
 }
 
-/// A body value wins over the query string's.
-fn pick<'a, T>(body: &'a BodyParams<T>, query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    body.get(name).or(query)
-}
-
 /// What share and generate take besides the value, parsed at the edge; a body value wins
 /// over the query string's.
-fn share_input<T>(
-    body: &BodyParams<T>,
-    passphrase: &Query<Option<String>>,
-    ttl: &Query<Option<TtlText>>,
-    recipient: &Query<Option<EmailText>>,
-) -> Result<ShareInput, ApiError> {
+fn share_input<T>(params: &BodyParams<T>) -> Result<ShareInput, ApiError> {
     // A bad value is a 400 wherever it is given, even where the body's wins; a blank one is
     // no value (forms send blank fields).
-    fn both<V>(
-        query: Option<&str>,
-        body: Option<&str>,
+    fn both<T, V>(
+        params: &BodyParams<T>,
+        name: &str,
         parse: fn(&str) -> Option<V>,
         invalid: fn() -> OtsError,
     ) -> Result<Option<V>, OtsError> {
@@ -81,25 +99,15 @@ fn share_input<T>(
             Some(raw) => parse(raw).map(Some).ok_or_else(invalid),
             None => Ok(None),
         };
-        let query = parse(query)?;
-        Ok(parse(body)?.or(query))
+        let query = parse(params.query_value(name))?;
+        Ok(parse(params.body_value(name))?.or(query))
     }
-    let ttl = both(
-        ttl.0.as_ref().map(|t| t.0.as_str()),
-        body.get("ttl"),
-        Ttl::parse,
-        || OtsError::InvalidTtl,
-    )?;
-    let recipient = both(
-        recipient.0.as_ref().map(|r| r.0.as_str()),
-        body.get("recipient"),
-        Email::parse,
-        || OtsError::InvalidRecipient,
-    )?;
     Ok(ShareInput {
-        passphrase: pick(body, passphrase.0.as_deref(), "passphrase").and_then(Passphrase::parse),
-        ttl,
-        recipient,
+        passphrase: params.get("passphrase").and_then(Passphrase::parse),
+        ttl: both(params, "ttl", Ttl::parse, || OtsError::InvalidTtl)?,
+        recipient: both(params, "recipient", Email::parse, || {
+            OtsError::InvalidRecipient
+        })?,
     })
 }
 
@@ -158,13 +166,13 @@ enum ApiTags {
 }
 
 impl Ctx {
-    async fn reveal(
+    async fn reveal<S: Statuses>(
         &self,
         client: &ClientAddr,
         login: Option<Login>,
         secret_key: &str,
         passphrase: Option<&str>,
-    ) -> ApiResult<Secret> {
+    ) -> ApiResult<Secret, S> {
         self.admit(client, RouteClass::Reveal, login).await?;
         let unknown = || ApiError::unknown_secret(secret_key);
         let key = SecretKey::parse(secret_key).ok_or_else(unknown)?;
@@ -177,7 +185,7 @@ impl Ctx {
                 secret_key: revealed.secret_key.to_string(),
                 value: revealed.value.expose().to_owned(),
             })),
-            Err(OtsError::NotFound) => Err(unknown()),
+            Err(OtsError::NotFound) => Err(unknown().into()),
             Err(err) => Err(err.into()),
         }
     }
@@ -187,13 +195,13 @@ impl Ctx {
         client: &ClientAddr,
         login: Option<Login>,
         metadata_key: &str,
-    ) -> ApiResult<MetadataObject> {
+    ) -> ApiResult<MetadataObject, LookingUp> {
         self.admit(client, RouteClass::Other, login).await?;
         let unknown = || ApiError::unknown_metadata(metadata_key);
         let key = MetadataKey::parse(metadata_key).ok_or_else(unknown)?;
         match self.svc.metadata(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
-            Err(OtsError::NotFound) => Err(unknown()),
+            Err(OtsError::NotFound) => Err(unknown().into()),
             Err(err) => Err(err.into()),
         }
     }
@@ -211,25 +219,20 @@ impl Api {
         operation_id = "shareSecret",
         tag = "ApiTags::Secrets"
     )]
-    #[allow(clippy::too_many_arguments)]
     async fn share(
         &self,
         ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
-        secret: Query<Option<SecretText>>,
-        passphrase: Query<Option<String>>,
-        ttl: Query<Option<TtlText>>,
-        recipient: Query<Option<EmailText>>,
-        body: BodyParams<ShareParams>,
-    ) -> ApiResult<MetadataObject> {
+        params: BodyParams<ShareParams>,
+    ) -> ApiResult<MetadataObject, Creating> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
-        let input = share_input(&body, &passphrase, &ttl, &recipient)?;
+        let input = share_input(&params)?;
         // An empty secret is refused wherever it is given, even where the body's wins.
-        if secret.0.as_ref().is_some_and(|s| s.0.is_empty()) {
+        if params.query_value("secret") == Some("") {
             return Err(OtsError::NothingToShare.into());
         }
-        let secret = pick(&body, secret.0.as_ref().map(|s| s.0.as_str()), "secret");
+        let secret = params.get("secret");
         let shared = ctx
             .svc
             .share(&caller, secret.map(SecretValue::new), input)
@@ -247,19 +250,15 @@ impl Api {
         operation_id = "generateSecret",
         tag = "ApiTags::Secrets"
     )]
-    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
         ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
-        passphrase: Query<Option<String>>,
-        ttl: Query<Option<TtlText>>,
-        recipient: Query<Option<EmailText>>,
-        body: BodyParams<GenerateParams>,
-    ) -> ApiResult<MetadataObject> {
+        params: BodyParams<GenerateParams>,
+    ) -> ApiResult<MetadataObject, Creating> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
-        let input = share_input(&body, &passphrase, &ttl, &recipient)?;
+        let input = share_input(&params)?;
         let shared = ctx.svc.generate(&caller, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, shared.value)))
     }
@@ -282,11 +281,10 @@ impl Api {
         client: ClientAddr,
         /// The shareable key.
         secret_key: Path<String>,
-        passphrase: Query<Option<String>>,
-        body: BodyParams<RevealParams>,
-    ) -> ApiResult<Secret> {
-        let passphrase = pick(&body, passphrase.0.as_deref(), "passphrase");
-        ctx.reveal(&client, auth.0, &secret_key, passphrase).await
+        params: BodyParams<RevealParams>,
+    ) -> ApiResult<Secret, Revealing> {
+        ctx.reveal(&client, auth.0, &secret_key, params.get("passphrase"))
+            .await
     }
 
     /// Reveal a secret, once (GET)
@@ -305,8 +303,9 @@ impl Api {
         client: ClientAddr,
         /// The shareable key.
         secret_key: Path<String>,
+        /// Required when the secret was created with one.
         passphrase: Query<Option<String>>,
-    ) -> ApiResult<Secret> {
+    ) -> ApiResult<Secret, RevealingByGet> {
         ctx.reveal(&client, auth.0, &secret_key, passphrase.0.as_deref())
             .await
     }
@@ -328,7 +327,7 @@ impl Api {
         /// At most this many items (1 to 100; default 100).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<i64>>,
-    ) -> ApiResult<Vec<MetadataObject>> {
+    ) -> ApiResult<Vec<MetadataObject>, Listing> {
         let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
         let items = ctx.svc.recent(&caller, limit.0).await?;
         Ok(Json(
@@ -355,7 +354,7 @@ impl Api {
         client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
-    ) -> ApiResult<MetadataObject> {
+    ) -> ApiResult<MetadataObject, LookingUp> {
         ctx.metadata(&client, auth.0, &metadata_key).await
     }
 
@@ -375,7 +374,7 @@ impl Api {
         client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
-    ) -> ApiResult<MetadataObject> {
+    ) -> ApiResult<MetadataObject, LookingUp> {
         ctx.metadata(&client, auth.0, &metadata_key).await
     }
 
@@ -396,20 +395,21 @@ impl Api {
         client: ClientAddr,
         /// The creator's private key.
         metadata_key: Path<String>,
-    ) -> ApiResult<MetadataObject> {
+    ) -> ApiResult<MetadataObject, LookingUp> {
         ctx.admit(&client, RouteClass::Other, auth.0).await?;
         let unknown = || ApiError::unknown_metadata(&metadata_key);
         let key = MetadataKey::parse(&metadata_key).ok_or_else(unknown)?;
         match ctx.svc.burn(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
-            Err(OtsError::NotFound) => Err(unknown()),
+            Err(OtsError::NotFound) => Err(unknown().into()),
             Err(err) => Err(err.into()),
         }
     }
 
     /// System status
     ///
-    /// `nominal` when the store answers; `offline` with 503 when it does not.
+    /// `{"status": "nominal"}` when the store answers; a 503 whose body has `status`
+    /// `offline` when it does not.
     #[oai(
         path = "/status",
         method = "get",
@@ -421,14 +421,19 @@ impl Api {
         ctx: Ctx,
         auth: OptionalAuth,
         client: ClientAddr,
-    ) -> Result<StatusResponse, ApiError> {
+    ) -> ApiResult<StatusBody, Checking> {
         ctx.admit(&client, RouteClass::Other, auth.0).await?;
-        let status = |s: &str| Json(StatusBody { status: s.into() });
-        Ok(if ctx.svc.is_available().await {
-            StatusResponse::Nominal(status("nominal"))
+        if ctx.svc.is_available().await {
+            Ok(Json(StatusBody {
+                status: "nominal".into(),
+            }))
         } else {
-            StatusResponse::Offline(status("offline"))
-        })
+            Err(ApiError::Unavailable(Json(Box::new(ErrorBody {
+                status: Some("offline".into()),
+                ..ErrorBody::new("The store cannot be reached")
+            })))
+            .into())
+        }
     }
 
     /// Check credentials
@@ -445,7 +450,7 @@ impl Api {
         ctx: Ctx,
         auth: RequiredAuth,
         client: ClientAddr,
-    ) -> ApiResult<AuthCheck> {
+    ) -> ApiResult<AuthCheck, Checking> {
         let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
         Ok(Json(AuthCheck {
             custid: caller.custid.to_string(),

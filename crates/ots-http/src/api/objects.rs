@@ -1,10 +1,11 @@
 //! The objects of the v1 API as the spec shows them: what goes in and what comes out.
 
-use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object};
+use poem_openapi::types::Example;
+use poem_openapi::{Enum, Object};
 
 use ots_domain::{MetadataState, MetadataView, SecretValue};
 
+use crate::params::BodySchema;
 use crate::schema::{EmailText, Nullable};
 
 /// The state of a secret, as its creator sees it.
@@ -30,7 +31,7 @@ impl From<MetadataState> for State {
 
 /// The creator's view of one secret.
 #[derive(Object, Debug, Clone)]
-#[oai(rename = "Metadata")]
+#[oai(rename = "Metadata", example)]
 pub struct MetadataObject {
     /// The owner; `anon` for anonymous.
     pub custid: String,
@@ -84,39 +85,104 @@ impl MetadataObject {
     }
 }
 
+impl Example for MetadataObject {
+    fn example() -> Self {
+        Self {
+            custid: "anon".to_owned(),
+            metadata_key: "qjpjroeit8wra0ojeyhcw5pjsgwtuq7".to_owned(),
+            secret_key: Nullable(Some("2kmdjs7ahzxy1ca8ah4vjj8tjw3ds5r".to_owned())),
+            ttl: 3600,
+            metadata_ttl: 7200,
+            secret_ttl: Nullable(Some(3600)),
+            state: State::New,
+            created: 1_798_761_600,
+            updated: 1_798_761_600,
+            received: None,
+            burned: None,
+            recipient: vec!["ja***@ex***.com".to_owned()],
+            passphrase_required: true,
+            value: None,
+        }
+    }
+}
+
 /// A revealed secret.
 #[derive(Object, Debug)]
+#[oai(example)]
 pub struct Secret {
     pub secret_key: String,
     /// The value. It is gone from the server now.
     pub value: String,
 }
 
-/// Parameters of `share`. Each may be absent or `null` (the same thing); a body value wins
-/// over the query string's.
+impl Example for Secret {
+    fn example() -> Self {
+        Self {
+            secret_key: "2kmdjs7ahzxy1ca8ah4vjj8tjw3ds5r".to_owned(),
+            value: "hunter2".to_owned(),
+        }
+    }
+}
+
+/// Parameters of `share`. Each optional one may be absent or `null` (the same thing).
 #[derive(Object, Debug)]
+#[oai(example)]
 pub struct ShareParams {
-    /// The value to keep secret (required, here or in the query). At most the plan's size
-    /// in UTF-8 bytes.
+    /// The value to keep secret. At most the plan's size in UTF-8 bytes (1024 for
+    /// anonymous callers by default).
     #[oai(validator(min_length = 1))]
-    pub secret: Option<Nullable<String>>,
+    pub secret: String,
     /// A passphrase the recipient must give; only a bcrypt derivation of it opens the value.
+    /// Empty is none.
     pub passphrase: Option<Nullable<String>>,
-    /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
+    /// Time-to-live in seconds: default 7 days; less than 60 is raised to 60, more than the
+    /// plan's maximum is lowered to it.
     pub ttl: Option<Nullable<i64>>,
-    /// An email address to send the link (never the secret) to.
+    /// An email address to send the link (never the secret) to; empty is none.
     pub recipient: Option<Nullable<EmailText>>,
+}
+
+impl Example for ShareParams {
+    fn example() -> Self {
+        Self {
+            secret: "hunter2".to_owned(),
+            passphrase: Some(Nullable(Some("swordfish".to_owned()))),
+            ttl: Some(Nullable(Some(3600))),
+            recipient: None,
+        }
+    }
+}
+
+impl BodySchema for ShareParams {
+    const REQUIRED: bool = true;
 }
 
 /// Parameters of `generate`. Each may be absent or `null`.
 #[derive(Object, Debug)]
+#[oai(example)]
 pub struct GenerateParams {
     /// A passphrase the recipient must give; only a bcrypt derivation of it opens the value.
+    /// Empty is none.
     pub passphrase: Option<Nullable<String>>,
-    /// Time-to-live in seconds: default 7 days, at least 60, at most the plan's maximum.
+    /// Time-to-live in seconds: default 7 days; less than 60 is raised to 60, more than the
+    /// plan's maximum is lowered to it.
     pub ttl: Option<Nullable<i64>>,
-    /// An email address to send the link (never the secret) to.
+    /// An email address to send the link (never the secret) to; empty is none.
     pub recipient: Option<Nullable<EmailText>>,
+}
+
+impl Example for GenerateParams {
+    fn example() -> Self {
+        Self {
+            passphrase: None,
+            ttl: Some(Nullable(Some(3600))),
+            recipient: None,
+        }
+    }
+}
+
+impl BodySchema for GenerateParams {
+    const REQUIRED: bool = false;
 }
 
 /// Parameters of a reveal.
@@ -126,18 +192,15 @@ pub struct RevealParams {
     pub passphrase: Option<Nullable<String>>,
 }
 
-#[derive(Object, Debug)]
-pub struct StatusBody {
-    /// `nominal`, or `offline` when the store cannot be reached.
-    pub status: String,
+impl BodySchema for RevealParams {
+    const REQUIRED: bool = false;
 }
 
-#[derive(ApiResponse)]
-pub enum StatusResponse {
-    #[oai(status = 200)]
-    Nominal(Json<StatusBody>),
-    #[oai(status = 503)]
-    Offline(Json<StatusBody>),
+#[derive(Object, Debug)]
+pub struct StatusBody {
+    /// `nominal`; when the store cannot be reached the answer is a 503 whose body says
+    /// `offline`.
+    pub status: String,
 }
 
 #[derive(Object, Debug)]
