@@ -23,21 +23,29 @@ pub fn workspace() -> PathBuf {
 /// The `ots` binary, built once per test run with the same cargo that runs the tests.
 pub fn ots_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "ots-server", "--bin", "ots"])
-            .current_dir(workspace())
-            .status()
-            .expect("run cargo build for the ots binary");
-        assert!(status.success(), "building the ots binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace().join("target"));
-        let bin = target.join("debug").join("ots");
-        assert!(bin.exists(), "no binary at {}", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| build_binary("ots-server", "ots"))
+}
+
+/// The `ots-client` binary (the terminal commands on the generated client), built once.
+pub fn ots_client_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build_binary("ots-client", "ots-client"))
+}
+
+fn build_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .current_dir(workspace())
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {bin}: {e}"));
+    assert!(status.success(), "building {bin} failed");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let path = target.join("debug").join(bin);
+    assert!(path.exists(), "no binary at {}", path.display());
+    path
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -222,16 +230,15 @@ impl Server {
     }
 
     async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+        let client = self.client(None);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("ots serve exited with {status}: {}", self.log_text());
             }
-            if let Ok(resp) = client.get(self.url("/api/v1/status")).send().await {
-                if resp.status().is_success() {
-                    return;
-                }
+            if let Ok(status) = client.get_status().await {
+                assert_eq!(status.status, "nominal");
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -240,6 +247,11 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The generated client of this server, with `login` as Basic credentials.
+    pub fn client(&self, login: Option<&ots_client::Login>) -> ots_client::Client {
+        ots_client::connect(&self.url(""), login).expect("a client")
     }
 
     pub fn url(&self, path: &str) -> String {

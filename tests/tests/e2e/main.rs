@@ -3,6 +3,7 @@
 mod admin;
 mod at_rest;
 mod browser;
+mod client;
 mod durability;
 mod mail;
 mod outage;

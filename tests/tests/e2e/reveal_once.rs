@@ -33,15 +33,20 @@ async fn reveal_256(urls: &[String], key: &str) -> Vec<String> {
     values
 }
 
+/// Shares `value` through the generated client; returns its secret key.
 async fn share(url: &str, value: &str) -> String {
-    let (status, body) = crate::post_form(
-        &reqwest::Client::new(),
-        &format!("{url}/api/v1/share"),
-        &[("secret", value)],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body["secret_key"].as_str().unwrap().to_owned()
+    let body = ots_client::types::ShareParams {
+        secret: value.parse().unwrap(),
+        passphrase: None,
+        ttl: None,
+        recipient: None,
+    };
+    let shared = ots_client::connect(url, None)
+        .unwrap()
+        .share_secret(&body)
+        .await
+        .expect("share");
+    shared.into_inner().secret_key.expect("a new secret's key")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
