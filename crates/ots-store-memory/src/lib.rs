@@ -113,6 +113,23 @@ impl SecretRepository for MemoryStore {
         Ok(state.finish(key, |m| m.mark_received(now)).is_some())
     }
 
+    async fn consume_unprotected(
+        &self,
+        key: &SecretId,
+        key_ids: &[KeyId],
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError> {
+        let mut state = self.lock();
+        let unprotected = state.live_secret(key, now).is_some_and(|s| {
+            matches!(s.scheme, ValueScheme::Sealed { key_id, passphrase: None } if key_ids.contains(&key_id))
+        });
+        if !unprotected {
+            return Ok(None);
+        }
+        let secret = state.secrets.get(key).cloned();
+        Ok(state.finish(key, |m| m.mark_received(now)).and(secret))
+    }
+
     async fn take_try(
         &self,
         key: &SecretId,

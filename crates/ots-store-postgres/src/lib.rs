@@ -55,6 +55,7 @@ impl Dialect for Postgres {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_UPDATE_BOTH: &'static str = " FOR UPDATE OF s, m";
     const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const WRITES_IN_WITH: bool = true;
     const INSERTION_ORDER: &'static str = "seq";
 
     fn migrator() -> &'static Migrator {

@@ -48,6 +48,9 @@ pub trait Dialect: Send + Sync + 'static {
     const SKIP_LOCKED: &'static str;
     /// The metadata column that orders rows by insertion.
     const INSERTION_ORDER: &'static str;
+    /// Whether a `WITH` may hold `INSERT`, `UPDATE` and `DELETE` (Postgres): then a share and
+    /// a reveal are one statement, one round trip each, atomic without a transaction.
+    const WRITES_IN_WITH: bool;
 
     fn migrator() -> &'static Migrator;
     /// Whether a database error code means "cannot serve now" rather than a bug.

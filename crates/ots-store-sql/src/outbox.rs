@@ -8,27 +8,52 @@ use ots_domain::*;
 use crate::rows::{self, OUTBOX_COLUMNS};
 use crate::{store_err, Arg, Conn, Dialect, SqlStore};
 
+/// A mail row's values as bound text.
+pub(crate) struct MailRow<'m> {
+    mail: &'m OutboxMail,
+    metadata_id: String,
+    to: String,
+    link: String,
+}
+
+impl<'m> MailRow<'m> {
+    pub(crate) fn of(mail: &'m OutboxMail) -> Self {
+        Self {
+            mail,
+            metadata_id: mail.metadata_id.to_hex(),
+            to: hex(&mail.sealed_to),
+            link: hex(&mail.sealed_secret_key),
+        }
+    }
+
+    /// `INSERT INTO outbox …` with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize) -> String {
+        format!(
+            "INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}",
+            crate::secrets::placeholders(first, 7)
+        )
+    }
+
+    pub(crate) fn args(&self) -> Vec<Arg<'_>> {
+        vec![
+            Arg::Text(&self.mail.id),
+            Arg::Text(&self.metadata_id),
+            Arg::Text(&self.to),
+            Arg::Text(self.mail.from_custid.as_str()),
+            Arg::Text(&self.link),
+            Arg::Int(i64::from(self.mail.attempts)),
+            Arg::Int(self.mail.next_attempt_at),
+        ]
+    }
+}
+
 /// Adds a mail inside the share's transaction.
 pub(crate) async fn insert<D: Dialect>(
     conn: &mut Conn<D>,
     mail: &OutboxMail,
 ) -> Result<(), StoreError> {
-    let sql = format!("INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
-    let (metadata_id, to, link) = (
-        mail.metadata_id.to_hex(),
-        hex(&mail.sealed_to),
-        hex(&mail.sealed_secret_key),
-    );
-    let args = vec![
-        Arg::Text(&mail.id),
-        Arg::Text(&metadata_id),
-        Arg::Text(&to),
-        Arg::Text(mail.from_custid.as_str()),
-        Arg::Text(&link),
-        Arg::Int(i64::from(mail.attempts)),
-        Arg::Int(mail.next_attempt_at),
-    ];
-    D::execute(conn, &sql, args)
+    let row = MailRow::of(mail);
+    D::execute(conn, &MailRow::insert_sql(1), row.args())
         .await
         .map(|_| ())
         .map_err(store_err::<D>)

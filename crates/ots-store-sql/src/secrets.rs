@@ -47,34 +47,141 @@ async fn finish<D: Dialect>(
     rows::metadata::<D>(&row)
 }
 
+/// `($first, …, $first + n - 1)`.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
+}
+
+/// A metadata row's values as bound text.
+pub(crate) struct MetadataRow<'m> {
+    metadata: &'m Metadata,
+    id: String,
+    recipients: String,
+    sealed_secret_key: Option<String>,
+    sealed_key: Option<String>,
+}
+
+impl<'m> MetadataRow<'m> {
+    pub(crate) const COUNT: usize = 14;
+
+    pub(crate) fn of(metadata: &'m Metadata) -> Self {
+        Self {
+            metadata,
+            id: metadata.id.to_hex(),
+            recipients: join_recipients(&metadata.recipients),
+            sealed_secret_key: metadata.sealed_secret_key.as_deref().map(hex),
+            sealed_key: metadata.sealed_key.as_deref().map(hex),
+        }
+    }
+
+    /// `INSERT INTO metadata …` with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize) -> String {
+        format!(
+            "INSERT INTO metadata ({METADATA_COLUMNS}) VALUES {}",
+            placeholders(first, Self::COUNT)
+        )
+    }
+
+    pub(crate) fn args(&self) -> Vec<Arg<'_>> {
+        let m = self.metadata;
+        vec![
+            Arg::Text(&self.id),
+            Arg::Text(m.custid.as_str()),
+            Arg::MaybeText(self.sealed_secret_key.as_deref()),
+            Arg::MaybeText(self.sealed_key.as_deref()),
+            Arg::Int(m.ttl),
+            Arg::Text(m.state.as_str()),
+            Arg::Int(m.created),
+            Arg::Int(m.updated),
+            Arg::MaybeInt(m.received),
+            Arg::MaybeInt(m.burned),
+            Arg::Text(&self.recipients),
+            Arg::Bool(m.passphrase_required),
+            Arg::Int(m.secret_expires_at),
+            Arg::Int(m.expires_at),
+        ]
+    }
+}
+
+/// A secret row's values as bound text.
+pub(crate) struct SecretRow<'s> {
+    secret: &'s StoredSecret,
+    id: String,
+    metadata_id: String,
+    scheme: i64,
+    key_id: Option<String>,
+    params: Option<PassphraseParams>,
+    hash: Option<&'s str>,
+    aad: Option<String>,
+}
+
+impl<'s> SecretRow<'s> {
+    pub(crate) const COUNT: usize = 14;
+
+    pub(crate) fn of(secret: &'s StoredSecret) -> Self {
+        let (scheme, key_id, params, hash, aad) = match &secret.scheme {
+            ValueScheme::Sealed { key_id, passphrase } => {
+                (2, Some(key_id.to_hex()), *passphrase, None, None)
+            }
+            ValueScheme::Legacy {
+                passphrase_hash,
+                sealed_metadata_key,
+            } => (
+                1,
+                None,
+                None,
+                Some(passphrase_hash.as_str()),
+                Some(hex(sealed_metadata_key)),
+            ),
+        };
+        Self {
+            secret,
+            id: secret.id.to_hex(),
+            metadata_id: secret.metadata_id.to_hex(),
+            scheme,
+            key_id,
+            params,
+            hash,
+            aad,
+        }
+    }
+
+    /// `INSERT INTO secrets …` with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize) -> String {
+        format!(
+            "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES {}",
+            placeholders(first, Self::COUNT)
+        )
+    }
+
+    pub(crate) fn args(&self) -> Vec<Arg<'_>> {
+        let s = self.secret;
+        vec![
+            Arg::Text(&self.id),
+            Arg::Text(&self.metadata_id),
+            Arg::Bytes(&s.ciphertext),
+            Arg::Bytes(&s.nonce),
+            Arg::Bytes(&s.salt),
+            Arg::Int(self.scheme),
+            Arg::MaybeText(self.key_id.as_deref()),
+            Arg::MaybeInt(self.params.as_ref().map(|p| i64::from(p.cost))),
+            Arg::MaybeBytes(self.params.as_ref().map(|p| &p.salt[..])),
+            Arg::MaybeText(self.hash),
+            Arg::MaybeText(self.aad.as_deref()),
+            Arg::Int(i64::from(s.failed_tries)),
+            Arg::Int(s.created),
+            Arg::Int(s.expires_at),
+        ]
+    }
+}
+
 pub(crate) async fn insert_metadata<D: Dialect>(
     conn: &mut Conn<D>,
     metadata: &Metadata,
 ) -> Result<(), StoreError> {
-    let (id, recipients) = (metadata.id.to_hex(), join_recipients(&metadata.recipients));
-    let sealed_secret_key = metadata.sealed_secret_key.as_deref().map(hex);
-    let sealed_key = metadata.sealed_key.as_deref().map(hex);
-    let sql = format!(
-        "INSERT INTO metadata ({METADATA_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-    );
-    let args = vec![
-        Arg::Text(&id),
-        Arg::Text(metadata.custid.as_str()),
-        Arg::MaybeText(sealed_secret_key.as_deref()),
-        Arg::MaybeText(sealed_key.as_deref()),
-        Arg::Int(metadata.ttl),
-        Arg::Text(metadata.state.as_str()),
-        Arg::Int(metadata.created),
-        Arg::Int(metadata.updated),
-        Arg::MaybeInt(metadata.received),
-        Arg::MaybeInt(metadata.burned),
-        Arg::Text(&recipients),
-        Arg::Bool(metadata.passphrase_required),
-        Arg::Int(metadata.secret_expires_at),
-        Arg::Int(metadata.expires_at),
-    ];
-    D::execute(conn, &sql, args)
+    let row = MetadataRow::of(metadata);
+    D::execute(conn, &MetadataRow::insert_sql(1), row.args())
         .await
         .map(|_| ())
         .map_err(store_err::<D>)
@@ -84,46 +191,48 @@ pub(crate) async fn insert_secret<D: Dialect>(
     conn: &mut Conn<D>,
     secret: &StoredSecret,
 ) -> Result<(), StoreError> {
-    let (id, metadata_id) = (secret.id.to_hex(), secret.metadata_id.to_hex());
-    let (scheme, key_id, params, hash, aad) = match &secret.scheme {
-        ValueScheme::Sealed { key_id, passphrase } => {
-            (2, Some(key_id.to_hex()), *passphrase, None, None)
-        }
-        ValueScheme::Legacy {
-            passphrase_hash,
-            sealed_metadata_key,
-        } => (
-            1,
-            None,
-            None,
-            Some(passphrase_hash.as_str()),
-            Some(hex(sealed_metadata_key)),
-        ),
-    };
-    let sql = format!(
-        "INSERT INTO secrets ({SECRET_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    let row = SecretRow::of(secret);
+    D::execute(conn, &SecretRow::insert_sql(1), row.args())
+        .await
+        .map(|_| ())
+        .map_err(store_err::<D>)
+}
+
+/// The share as one statement (Postgres): the metadata, the secret and any mail inserted by
+/// one `WITH`, atomic on its own; foreign keys are checked at the statement's end.
+async fn create_in_one_statement<D: Dialect>(
+    conn: &mut Conn<D>,
+    secret: &StoredSecret,
+    metadata: &Metadata,
+    mail: Option<&OutboxMail>,
+) -> Result<(), StoreError> {
+    let (m, s) = (MetadataRow::of(metadata), SecretRow::of(secret));
+    let mail = mail.map(crate::outbox::MailRow::of);
+    let mut sql = format!(
+        "WITH m AS ({}), s AS ({})",
+        MetadataRow::insert_sql(1),
+        SecretRow::insert_sql(1 + MetadataRow::COUNT)
     );
-    let args = vec![
-        Arg::Text(&id),
-        Arg::Text(&metadata_id),
-        Arg::Bytes(&secret.ciphertext),
-        Arg::Bytes(&secret.nonce),
-        Arg::Bytes(&secret.salt),
-        Arg::Int(scheme),
-        Arg::MaybeText(key_id.as_deref()),
-        Arg::MaybeInt(params.as_ref().map(|p| i64::from(p.cost))),
-        Arg::MaybeBytes(params.as_ref().map(|p| &p.salt[..])),
-        Arg::MaybeText(hash),
-        Arg::MaybeText(aad.as_deref()),
-        Arg::Int(i64::from(secret.failed_tries)),
-        Arg::Int(secret.created),
-        Arg::Int(secret.expires_at),
-    ];
+    let mut args = m.args();
+    args.extend(s.args());
+    if let Some(mail) = &mail {
+        let first = 1 + MetadataRow::COUNT + SecretRow::COUNT;
+        sql += &format!(", o AS ({})", crate::outbox::MailRow::insert_sql(first));
+        args.extend(mail.args());
+    }
+    sql += " SELECT 1";
     D::execute(conn, &sql, args)
         .await
         .map(|_| ())
         .map_err(store_err::<D>)
+}
+
+/// Marks a metadata record received (its secret deleted by the caller).
+fn received_sql(metadata_key: &str) -> String {
+    format!(
+        "UPDATE metadata SET state = 'received', secret_key = NULL, received = $2, \
+         updated = $2 WHERE key = {metadata_key}"
+    )
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -183,6 +292,10 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         metadata: &Metadata,
         mail: Option<&OutboxMail>,
     ) -> Result<(), StoreError> {
+        if D::WRITES_IN_WITH {
+            let mut conn = self.write().await?;
+            return create_in_one_statement::<D>(&mut conn, secret, metadata, mail).await;
+        }
         let mut tx = self.begin().await?;
         insert_metadata::<D>(&mut tx, metadata).await?;
         insert_secret::<D>(&mut tx, secret).await?;
@@ -209,6 +322,61 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
 
     async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
         self.take_secret(id, now, MetadataState::Received).await
+    }
+
+    /// The `DELETE` takes the row lock: of concurrent callers one deletes the row, and the
+    /// others, once it commits, find none. On Postgres the metadata is marked in the same
+    /// statement; on SQLite the single writer runs both statements in one transaction.
+    async fn consume_unprotected(
+        &self,
+        id: &SecretId,
+        key_ids: &[KeyId],
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError> {
+        if key_ids.is_empty() {
+            return Ok(None);
+        }
+        let key = id.to_hex();
+        let key_ids: Vec<String> = key_ids.iter().map(|k| k.to_hex()).collect();
+        let delete = format!(
+            "DELETE FROM secrets WHERE key = $1 AND expires_at > $2 AND scheme = 2 \
+             AND passphrase_cost IS NULL AND key_id IN {} RETURNING {SECRET_COLUMNS}",
+            placeholders(3, key_ids.len())
+        );
+        let mut args = vec![Arg::Text(&key), Arg::Int(now)];
+        args.extend(key_ids.iter().map(|k| Arg::Text(k)));
+        if D::WRITES_IN_WITH {
+            let sql = format!(
+                "WITH s AS ({delete}), m AS ({}) SELECT {SECRET_COLUMNS} FROM s",
+                received_sql("(SELECT metadata_key FROM s)")
+            );
+            let mut conn = self.write().await?;
+            let row = D::fetch_optional(&mut conn, &sql, args)
+                .await
+                .map_err(store_err::<D>)?;
+            return row.as_ref().map(rows::secret::<D>).transpose();
+        }
+        let mut tx = self.begin().await?;
+        let row = D::fetch_optional(&mut tx, &delete, args)
+            .await
+            .map_err(store_err::<D>)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let secret = rows::secret::<D>(&row)?;
+        let metadata_key = secret.metadata_id.to_hex();
+        let marked = D::execute(
+            &mut tx,
+            &received_sql("$1"),
+            vec![Arg::Text(&metadata_key), Arg::Int(now)],
+        )
+        .await
+        .map_err(store_err::<D>)?;
+        if marked != 1 {
+            return Err(StoreError::Other("a secret without its metadata".into()));
+        }
+        tx.commit().await.map_err(store_err::<D>)?;
+        Ok(Some(secret))
     }
 
     async fn take_try(

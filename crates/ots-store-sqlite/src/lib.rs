@@ -27,6 +27,7 @@ impl Dialect for Sqlite {
     const FOR_UPDATE: &'static str = "";
     const FOR_UPDATE_BOTH: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
+    const WRITES_IN_WITH: bool = false;
     const INSERTION_ORDER: &'static str = "rowid";
 
     fn migrator() -> &'static Migrator {

@@ -67,6 +67,11 @@ impl Keyring {
         self.keys[0].id
     }
 
+    /// The ids of every master secret held, the current one first.
+    pub fn ids(&self) -> Vec<KeyId> {
+        self.keys.iter().map(|k| k.id).collect()
+    }
+
     fn find(&self, id: KeyId) -> Option<&Master> {
         self.keys.iter().find(|k| k.id == id)
     }

@@ -37,6 +37,19 @@ pub trait SecretRepository: Send + Sync {
     /// return `true`.
     async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError>;
 
+    /// Reveals in one step a secret that needs no passphrase: if it is alive at `now`, was
+    /// sealed under one of `key_ids` (the master secrets this process holds) and has no
+    /// passphrase, consumes it as [`consume`](Self::consume) does and returns the row it
+    /// held, for the caller to open; otherwise changes nothing and returns `None` (the
+    /// caller then reads a snapshot and goes the long way). Of any number of concurrent
+    /// calls, and `consume` calls, across processes, exactly one MUST take the secret.
+    async fn consume_unprotected(
+        &self,
+        id: &SecretId,
+        key_ids: &[KeyId],
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError>;
+
     /// Takes one passphrase try before the passphrase is checked: if the secret exists at
     /// `now` and fewer than `max_tries` were taken, counts one more in one atomic step and
     /// answers how many remain. Over a secret's life, of any number of calls, concurrent or
@@ -227,6 +240,14 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     async fn consume(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
         (**self).consume(id, now).await
+    }
+    async fn consume_unprotected(
+        &self,
+        id: &SecretId,
+        key_ids: &[KeyId],
+        now: UnixTime,
+    ) -> Result<Option<StoredSecret>, StoreError> {
+        (**self).consume_unprotected(id, key_ids, now).await
     }
     async fn take_try(
         &self,
