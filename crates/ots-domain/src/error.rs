@@ -2,7 +2,7 @@
 //! status and a message in one place.
 
 /// Errors of a repository adapter.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached (connection refused, pool timed out, database restarting).
     #[error("store unavailable: {0}")]

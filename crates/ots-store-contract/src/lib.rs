@@ -40,6 +40,7 @@ macro_rules! contract_suite {
             consume_unprotected_takes_only_what_opens_without_a_passphrase,
             concurrent_one_step_reveals_have_one_winner,
             a_share_with_mail_is_stored_whole,
+            concurrent_shares_fail_alone,
             tries_are_taken_then_exhausted,
             tries_are_bounded_under_concurrency,
             parallel_guesses_run_at_most_max_checks,
@@ -371,6 +372,44 @@ pub async fn a_share_with_mail_is_stored_whole<S: SecretRepository + Outbox>(sto
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     assert!(store.find_secret(&other.id, T0).await.unwrap().is_none());
     assert_eq!(store.mail_backlog().await.unwrap(), 1);
+}
+
+/// Of many concurrent shares, those that conflict fail and leave no trace, and every other
+/// one is stored (a store that commits writes in groups must keep them apart).
+pub async fn concurrent_shares_fail_alone<S: SecretRepository + 'static>(store: Arc<S>) {
+    let (first, first_md) = record(&CustId::anonymous(), T0, 3600, false);
+    store.create(&first, &first_md, None).await.unwrap();
+    let tasks: Vec<_> = (0..120)
+        .map(|i| {
+            let store = store.clone();
+            let (mut secret, mut metadata) = record(&CustId::anonymous(), T0, 3600, false);
+            if i % 6 == 0 {
+                // Same metadata key as `first`: must conflict.
+                metadata.id = first_md.id;
+                secret.metadata_id = first_md.id;
+            }
+            tokio::spawn(async move {
+                let result = store.create(&secret, &metadata, None).await;
+                (i, secret.id, result)
+            })
+        })
+        .collect();
+    let (mut stored, mut conflicts) = (0, 0);
+    for task in tasks {
+        let (i, id, result) = task.await.expect("task");
+        let found = store.find_secret(&id, T0).await.unwrap().is_some();
+        if i % 6 == 0 {
+            assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+            assert!(!found, "a failed share leaves nothing");
+            conflicts += 1;
+        } else {
+            result.expect("create");
+            assert!(found, "every other share is stored");
+            stored += 1;
+        }
+    }
+    assert_eq!((stored, conflicts), (100, 20));
+    assert!(store.find_secret(&first.id, T0).await.unwrap().is_some());
 }
 
 pub async fn tries_are_taken_then_exhausted<S: SecretRepository>(store: Arc<S>) {

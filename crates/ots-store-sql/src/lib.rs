@@ -13,6 +13,9 @@ use sqlx::{Database, Pool};
 
 use ots_domain::StoreError;
 
+pub use commit::{GroupCommit, Pinned};
+
+mod commit;
 mod customers;
 mod outbox;
 mod rows;
@@ -177,6 +180,7 @@ macro_rules! plumbing {
 pub struct SqlStore<D: Dialect> {
     writer: Pool<D::Db>,
     reader: Option<Pool<D::Db>>,
+    commit: Option<GroupCommit<D>>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -184,6 +188,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
         Self {
             writer: self.writer.clone(),
             reader: self.reader.clone(),
+            commit: self.commit.clone(),
         }
     }
 }
@@ -191,7 +196,33 @@ impl<D: Dialect> Clone for SqlStore<D> {
 impl<D: Dialect> SqlStore<D> {
     /// A store over `writer`, reading through `reader` when given.
     pub fn new(writer: Pool<D::Db>, reader: Option<Pool<D::Db>>) -> Self {
-        Self { writer, reader }
+        Self {
+            writer,
+            reader,
+            commit: None,
+        }
+    }
+
+    /// Commits the writes of share, reveal, burn and passphrase tries in groups (see
+    /// [`GroupCommit`]): for a `writer` pool of one connection.
+    pub fn with_group_commit(mut self) -> Self {
+        self.commit = Some(GroupCommit::start(self.writer.clone()));
+        self
+    }
+
+    /// Runs `work` atomically: in the next group commit, or in a transaction of its own.
+    pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        if let Some(commit) = &self.commit {
+            return commit.run(work).await;
+        }
+        let mut tx = self.begin().await?;
+        let out = work(&mut tx).await?;
+        tx.commit().await.map_err(store_err::<D>)?;
+        Ok(out)
     }
 
     /// The pool every change goes through.

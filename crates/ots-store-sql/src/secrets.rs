@@ -264,23 +264,26 @@ impl<D: Dialect> SqlStore<D> {
         state: MetadataState,
     ) -> Result<bool, StoreError> {
         let key = id.to_hex();
-        let mut tx = self.begin().await?;
-        // Waits while another caller holds the row; once that one commits, the row is gone
-        // and this finds nothing.
-        let sql = format!(
-            "SELECT metadata_key FROM secrets WHERE key = $1 AND expires_at > $2{}",
-            D::FOR_UPDATE
-        );
-        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(&key), Arg::Int(now)])
-            .await
-            .map_err(store_err::<D>)?;
-        let Some(row) = row else {
-            return Ok(false);
-        };
-        let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
-        finish::<D>(&mut tx, &key, &metadata_key, state, now).await?;
-        tx.commit().await.map_err(store_err::<D>)?;
-        Ok(true)
+        self.transact(move |conn| {
+            Box::pin(async move {
+                // Waits while another caller holds the row; once that one commits, the row
+                // is gone and this finds nothing.
+                let sql = format!(
+                    "SELECT metadata_key FROM secrets WHERE key = $1 AND expires_at > $2{}",
+                    D::FOR_UPDATE
+                );
+                let row = D::fetch_optional(conn, &sql, vec![Arg::Text(&key), Arg::Int(now)])
+                    .await
+                    .map_err(store_err::<D>)?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let metadata_key = D::text(&row, "metadata_key").map_err(store_err::<D>)?;
+                finish::<D>(conn, &key, &metadata_key, state, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 }
 
@@ -296,13 +299,18 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
             let mut conn = self.write().await?;
             return create_in_one_statement::<D>(&mut conn, secret, metadata, mail).await;
         }
-        let mut tx = self.begin().await?;
-        insert_metadata::<D>(&mut tx, metadata).await?;
-        insert_secret::<D>(&mut tx, secret).await?;
-        if let Some(mail) = mail {
-            crate::outbox::insert::<D>(&mut tx, mail).await?;
-        }
-        tx.commit().await.map_err(store_err::<D>)
+        let (secret, metadata, mail) = (secret.clone(), metadata.clone(), mail.cloned());
+        self.transact(move |conn| {
+            Box::pin(async move {
+                insert_metadata::<D>(conn, &metadata).await?;
+                insert_secret::<D>(conn, &secret).await?;
+                if let Some(mail) = &mail {
+                    crate::outbox::insert::<D>(conn, mail).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn find_secret(
@@ -356,27 +364,33 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
                 .map_err(store_err::<D>)?;
             return row.as_ref().map(rows::secret::<D>).transpose();
         }
-        let mut tx = self.begin().await?;
-        let row = D::fetch_optional(&mut tx, &delete, args)
-            .await
-            .map_err(store_err::<D>)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let secret = rows::secret::<D>(&row)?;
-        let metadata_key = secret.metadata_id.to_hex();
-        let marked = D::execute(
-            &mut tx,
-            &received_sql("$1"),
-            vec![Arg::Text(&metadata_key), Arg::Int(now)],
-        )
+        let (key, key_ids) = (key.clone(), key_ids.clone());
+        self.transact(move |conn| {
+            Box::pin(async move {
+                let mut args = vec![Arg::Text(&key), Arg::Int(now)];
+                args.extend(key_ids.iter().map(|k| Arg::Text(k)));
+                let row = D::fetch_optional(conn, &delete, args)
+                    .await
+                    .map_err(store_err::<D>)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let secret = rows::secret::<D>(&row)?;
+                let metadata_key = secret.metadata_id.to_hex();
+                let marked = D::execute(
+                    conn,
+                    &received_sql("$1"),
+                    vec![Arg::Text(&metadata_key), Arg::Int(now)],
+                )
+                .await
+                .map_err(store_err::<D>)?;
+                if marked != 1 {
+                    return Err(StoreError::Other("a secret without its metadata".into()));
+                }
+                Ok(Some(secret))
+            })
+        })
         .await
-        .map_err(store_err::<D>)?;
-        if marked != 1 {
-            return Err(StoreError::Other("a secret without its metadata".into()));
-        }
-        tx.commit().await.map_err(store_err::<D>)?;
-        Ok(Some(secret))
     }
 
     async fn take_try(
@@ -386,41 +400,46 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         now: UnixTime,
     ) -> Result<TryTaken, StoreError> {
         let key = id.to_hex();
-        // One statement: the row lock (Postgres) or the single writer (SQLite) makes the
-        // read-compare-increment atomic, so no more than `max_tries` ever succeed.
-        let mut conn = self.write().await?;
-        let args = vec![
-            Arg::Text(&key),
-            Arg::Int(now),
-            Arg::Int(i64::from(max_tries)),
-        ];
-        let taken = D::fetch_optional(
-            &mut conn,
-            "UPDATE secrets SET failed_tries = failed_tries + 1 \
-             WHERE key = $1 AND expires_at > $2 AND failed_tries < $3 RETURNING failed_tries",
-            args,
-        )
-        .await
-        .map_err(store_err::<D>)?;
-        if let Some(row) = taken {
-            let tries = D::int(&row, "failed_tries").map_err(store_err::<D>)?;
-            let left = i64::from(max_tries) - tries;
-            return Ok(TryTaken::Taken {
-                left: left.max(0) as u32,
-            });
-        }
-        let exists = D::fetch_optional(
-            &mut conn,
-            "SELECT 1 AS one FROM secrets WHERE key = $1 AND expires_at > $2",
-            vec![Arg::Text(&key), Arg::Int(now)],
-        )
-        .await
-        .map_err(store_err::<D>)?;
-        Ok(if exists.is_some() {
-            TryTaken::NoneLeft
-        } else {
-            TryTaken::Gone
+        self.transact(move |conn| {
+            Box::pin(async move {
+                // One statement: the row lock (Postgres) or the single writer (SQLite) makes
+                // the read-compare-increment atomic, so no more than `max_tries` ever succeed.
+                let args = vec![
+                    Arg::Text(&key),
+                    Arg::Int(now),
+                    Arg::Int(i64::from(max_tries)),
+                ];
+                let taken = D::fetch_optional(
+                    conn,
+                    "UPDATE secrets SET failed_tries = failed_tries + 1 \
+                     WHERE key = $1 AND expires_at > $2 AND failed_tries < $3 \
+                     RETURNING failed_tries",
+                    args,
+                )
+                .await
+                .map_err(store_err::<D>)?;
+                if let Some(row) = taken {
+                    let tries = D::int(&row, "failed_tries").map_err(store_err::<D>)?;
+                    let left = i64::from(max_tries) - tries;
+                    return Ok(TryTaken::Taken {
+                        left: left.max(0) as u32,
+                    });
+                }
+                let exists = D::fetch_optional(
+                    conn,
+                    "SELECT 1 AS one FROM secrets WHERE key = $1 AND expires_at > $2",
+                    vec![Arg::Text(&key), Arg::Int(now)],
+                )
+                .await
+                .map_err(store_err::<D>)?;
+                Ok(if exists.is_some() {
+                    TryTaken::NoneLeft
+                } else {
+                    TryTaken::Gone
+                })
+            })
         })
+        .await
     }
 
     async fn exhaust(&self, id: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
@@ -444,22 +463,27 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
 
     async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let key = id.to_hex();
-        let mut tx = self.begin().await?;
-        let sql = format!(
-            "SELECT s.key AS secret_key FROM metadata m JOIN secrets s ON s.metadata_key = m.key \
-             WHERE m.key = $1 AND m.state = 'new' AND s.expires_at > $2{}",
-            D::FOR_UPDATE_BOTH
-        );
-        let row = D::fetch_optional(&mut tx, &sql, vec![Arg::Text(&key), Arg::Int(now)])
-            .await
-            .map_err(store_err::<D>)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let secret_key = D::text(&row, "secret_key").map_err(store_err::<D>)?;
-        let metadata = finish::<D>(&mut tx, &secret_key, &key, MetadataState::Burned, now).await?;
-        tx.commit().await.map_err(store_err::<D>)?;
-        Ok(Some(metadata))
+        self.transact(move |conn| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT s.key AS secret_key FROM metadata m \
+                     JOIN secrets s ON s.metadata_key = m.key \
+                     WHERE m.key = $1 AND m.state = 'new' AND s.expires_at > $2{}",
+                    D::FOR_UPDATE_BOTH
+                );
+                let row = D::fetch_optional(conn, &sql, vec![Arg::Text(&key), Arg::Int(now)])
+                    .await
+                    .map_err(store_err::<D>)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let secret_key = D::text(&row, "secret_key").map_err(store_err::<D>)?;
+                let burned =
+                    finish::<D>(conn, &secret_key, &key, MetadataState::Burned, now).await?;
+                Ok(Some(burned))
+            })
+        })
+        .await
     }
 
     async fn recent(

@@ -3,7 +3,9 @@
 //! WAL mode, `synchronous = FULL` (an acknowledged share survives a crash), `secure_delete`
 //! (what is deleted is zeroed in the file), and exactly one
 //! writer: every change goes through a pool of one connection, so write transactions are
-//! serialized by construction and reveal-once needs no row locks. Reads use their own
+//! serialized by construction and reveal-once needs no row locks. Share, reveal, burn and
+//! passphrase tries are committed in groups: one transaction and one fsync for every write
+//! queued meanwhile, each answered only once its group is durable. Reads use their own
 //! read-only pool and never block the writer. The statements are the shared SQL core's
 //! (`ots-store-sql`); this crate holds only what SQLite does differently.
 
@@ -73,5 +75,5 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
         .connect_with(options.read_only(true))
         .await
         .map_err(store_err::<Sqlite>)?;
-    Ok(SqlStore::new(writer, Some(reader)))
+    Ok(SqlStore::new(writer, Some(reader)).with_group_commit())
 }

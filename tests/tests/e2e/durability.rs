@@ -56,13 +56,29 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
     };
     let data = TempDir::new("kill-pg");
     let server = Server::start(&Config::postgres(&data.0, &db.url)).await;
+    drop(kill_mid_stream(server, 4).await);
+    db.drop_database().await;
+}
+
+/// SQLite commits writes in groups: with many clients a group holds many shares, and each
+/// is acknowledged only once its group is durable, so a SIGKILL loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_sigkill_mid_stream_loses_no_acknowledged_share() {
+    let data = TempDir::new("kill-sqlite");
+    let server = Server::start(&Config::sqlite(&data.0)).await;
+    drop(kill_mid_stream(server, 16).await);
+}
+
+/// Clients share (and reveal every third) in a stream; the server is SIGKILLed mid-stream
+/// and restarted; every acknowledged share that was not revealed must reveal once.
+async fn kill_mid_stream(server: Server, clients: usize) -> Server {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1024);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
-    // Four clients share and reveal in a stream until the server dies under them.
+    // The clients share and reveal in a stream until the server dies under them.
     let mut workers = Vec::new();
-    for w in 0..4 {
+    for w in 0..clients {
         let (ledger, tx, base, stop) = (ledger.clone(), tx.clone(), server.url(""), stop.clone());
         workers.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -140,8 +156,7 @@ async fn postgres_sigkill_mid_stream_loses_no_acknowledged_share() {
         let (status, _) = crate::post_form(&client, &url, &[]).await;
         assert_eq!(status, 404, "revealed twice");
     }
-    drop(server);
-    db.drop_database().await;
+    server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
