@@ -1,7 +1,9 @@
 //! Group commit for a store with one writer connection (SQLite): one task takes every write
-//! that is queued, runs each in its own savepoint inside one transaction, commits the batch
-//! with one fsync, and only then answers each caller. A request is answered only once what
-//! it wrote is durable; under load, one fsync serves many requests instead of one each.
+//! that is queued, runs them all in one transaction, commits the batch with one fsync, and
+//! only then answers each caller. A request is answered only once what it wrote is durable;
+//! under load, one fsync serves many requests instead of one each. When one write of a batch
+//! fails, the batch is rolled back and each write runs again alone, in a transaction of its
+//! own, so a failure stays its own (writes are replayable: nothing of them was committed).
 //!
 //! The task borrows the pool's single connection for each batch, so writes that do not go
 //! through it (the sweep, the outbox, accounts) are still serialized with the batches.
@@ -21,7 +23,7 @@ use crate::{store_err, Conn, Dialect};
 pub type Pinned<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 
 type Answer = Result<Box<dyn Any + Send>, StoreError>;
-type Work<D> = Box<dyn for<'c> FnOnce(&'c mut Conn<D>) -> Pinned<'c, Answer> + Send>;
+type Work<D> = Box<dyn for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Answer> + Send + Sync>;
 
 struct Job<D: Dialect> {
     work: Work<D>,
@@ -57,16 +59,18 @@ impl<D: Dialect> GroupCommit<D> {
         Self { queue }
     }
 
-    /// Runs `work` in the next batch; answers once that batch is committed.
+    /// Runs `work` in the next batch (again, alone, if another write of the batch fails);
+    /// answers once what it wrote is committed.
     pub async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + Sync + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let work: Work<D> = Box::new(move |conn| {
+            let done = work(conn);
             Box::pin(async move {
-                let out = work(conn).await?;
+                let out = done.await?;
                 Ok(Box::new(out) as Box<dyn Any + Send>)
             })
         });
@@ -108,44 +112,64 @@ async fn writer<D: Dialect>(pool: Pool<D::Db>, mut jobs: mpsc::Receiver<Job<D>>)
     }
 }
 
-/// One transaction for the batch, a savepoint for each job: a job that fails leaves no
-/// trace and does not fail the others. If the commit fails, every job fails.
+/// One transaction for the batch; if any job fails or the commit does, the batch is rolled
+/// back and each job runs alone.
 async fn run_batch<D: Dialect>(
     conn: &mut Conn<D>,
     batch: Vec<Job<D>>,
 ) -> Vec<(oneshot::Sender<Answer>, Answer)> {
-    let mut answers = Vec::with_capacity(batch.len());
-    if let Err(err) = D::execute(conn, "BEGIN IMMEDIATE", vec![]).await {
-        let err = store_err::<D>(err);
-        return batch
-            .into_iter()
-            .map(|job| (job.reply, Err(err.clone())))
-            .collect();
-    }
-    for job in batch {
-        let answer = match D::execute(conn, "SAVEPOINT job", vec![]).await {
-            Err(err) => Err(store_err::<D>(err)),
-            Ok(_) => {
-                let answer = (job.work)(conn).await;
-                let undone = match answer {
-                    Ok(_) => Ok(0),
-                    Err(_) => D::execute(conn, "ROLLBACK TO job", vec![]).await,
-                };
-                match undone.and(D::execute(conn, "RELEASE job", vec![]).await) {
-                    Ok(_) => answer,
-                    Err(err) => Err(store_err::<D>(err)),
-                }
-            }
-        };
-        answers.push((job.reply, answer));
-    }
-    if let Err(err) = D::execute(conn, "COMMIT", vec![]).await {
-        let err = store_err::<D>(err);
-        tracing::error!(error = %err, jobs = answers.len(), "a batch of writes did not commit");
-        let _ = D::execute(conn, "ROLLBACK", vec![]).await;
-        for (_, answer) in &mut answers {
-            *answer = Err(err.clone());
+    if batch.len() > 1 {
+        if let Ok(answers) = try_together::<D>(conn, &batch).await {
+            return batch
+                .into_iter()
+                .map(|job| job.reply)
+                .zip(answers)
+                .collect();
         }
     }
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        let answer = alone::<D>(conn, &job.work).await;
+        answers.push((job.reply, answer));
+    }
     answers
+}
+
+/// Every job in one transaction; `Err` (rolled back) when any failed or the commit did.
+async fn try_together<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Vec<Answer>, ()> {
+    D::execute(conn, "BEGIN IMMEDIATE", vec![])
+        .await
+        .map_err(|_| ())?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for job in batch {
+        let answer = (job.work)(conn).await;
+        if answer.is_err() {
+            let _ = D::execute(conn, "ROLLBACK", vec![]).await;
+            return Err(());
+        }
+        answers.push(answer);
+    }
+    if D::execute(conn, "COMMIT", vec![]).await.is_err() {
+        let _ = D::execute(conn, "ROLLBACK", vec![]).await;
+        return Err(());
+    }
+    Ok(answers)
+}
+
+/// One job in a transaction of its own.
+async fn alone<D: Dialect>(conn: &mut Conn<D>, work: &Work<D>) -> Answer {
+    D::execute(conn, "BEGIN IMMEDIATE", vec![])
+        .await
+        .map_err(store_err::<D>)?;
+    let answer = work(conn).await;
+    let end = if answer.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    match D::execute(conn, end, vec![]).await {
+        Ok(_) => answer,
+        Err(err) => {
+            let err = store_err::<D>(err);
+            tracing::error!(error = %err, "a write did not commit");
+            let _ = D::execute(conn, "ROLLBACK", vec![]).await;
+            Err(err)
+        }
+    }
 }

@@ -58,6 +58,9 @@ pub trait Dialect: Send + Sync + 'static {
     fn migrator() -> &'static Migrator;
     /// Whether a database error code means "cannot serve now" rather than a bug.
     fn unavailable_code(code: &str) -> bool;
+    /// Told each time an error says the database cannot be reached (a pool can then check
+    /// connections that were idle meanwhile before handing them out).
+    fn saw_unavailable() {}
 
     // The plumbing: the same body for every backend, written once by [`plumbing!`].
     fn fetch_optional<'c>(
@@ -214,7 +217,7 @@ impl<D: Dialect> SqlStore<D> {
     pub(crate) async fn transact<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + Sync + 'static,
     {
         if let Some(commit) = &self.commit {
             return commit.run(work).await;
@@ -300,9 +303,11 @@ pub fn store_err<D: Dialect>(err: sqlx::Error) -> StoreError {
             StoreError::Conflict(db.message().to_owned())
         }
         sqlx::Error::Database(db) if db.code().is_some_and(|c| D::unavailable_code(&c)) => {
+            D::saw_unavailable();
             StoreError::Unavailable(err.to_string())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            D::saw_unavailable();
             StoreError::Unavailable(err.to_string())
         }
         _ => StoreError::Other(err.to_string()),

@@ -265,6 +265,7 @@ impl<D: Dialect> SqlStore<D> {
     ) -> Result<bool, StoreError> {
         let key = id.to_hex();
         self.transact(move |conn| {
+            let key = key.clone();
             Box::pin(async move {
                 // Waits while another caller holds the row; once that one commits, the row
                 // is gone and this finds nothing.
@@ -299,12 +300,14 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
             let mut conn = self.write().await?;
             return create_in_one_statement::<D>(&mut conn, secret, metadata, mail).await;
         }
-        let (secret, metadata, mail) = (secret.clone(), metadata.clone(), mail.cloned());
+        let rows = std::sync::Arc::new((secret.clone(), metadata.clone(), mail.cloned()));
         self.transact(move |conn| {
+            let rows = rows.clone();
             Box::pin(async move {
-                insert_metadata::<D>(conn, &metadata).await?;
-                insert_secret::<D>(conn, &secret).await?;
-                if let Some(mail) = &mail {
+                let (secret, metadata, mail) = &*rows;
+                insert_metadata::<D>(conn, metadata).await?;
+                insert_secret::<D>(conn, secret).await?;
+                if let Some(mail) = mail {
                     crate::outbox::insert::<D>(conn, mail).await?;
                 }
                 Ok(())
@@ -364,8 +367,8 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
                 .map_err(store_err::<D>)?;
             return row.as_ref().map(rows::secret::<D>).transpose();
         }
-        let (key, key_ids) = (key.clone(), key_ids.clone());
         self.transact(move |conn| {
+            let (key, key_ids, delete) = (key.clone(), key_ids.clone(), delete.clone());
             Box::pin(async move {
                 let mut args = vec![Arg::Text(&key), Arg::Int(now)];
                 args.extend(key_ids.iter().map(|k| Arg::Text(k)));
@@ -401,6 +404,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
     ) -> Result<TryTaken, StoreError> {
         let key = id.to_hex();
         self.transact(move |conn| {
+            let key = key.clone();
             Box::pin(async move {
                 // One statement: the row lock (Postgres) or the single writer (SQLite) makes
                 // the read-compare-increment atomic, so no more than `max_tries` ever succeed.
@@ -464,6 +468,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
     async fn burn(&self, id: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let key = id.to_hex();
         self.transact(move |conn| {
+            let key = key.clone();
             Box::pin(async move {
                 let sql = format!(
                     "SELECT s.key AS secret_key FROM metadata m \
