@@ -13,7 +13,9 @@
 //! The statements are the shared SQL core's (`ots-store-sql`); this crate holds only what
 //! Postgres does differently, and how to connect.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -67,7 +69,31 @@ impl Dialect for Postgres {
         code.starts_with("08") || code == "57P01" || code == "57P03"
     }
 
+    fn saw_unavailable() {
+        LOST_AT_MS.store(millis_now().max(1), Ordering::Relaxed);
+    }
+
     ots_store_sql::plumbing!(sqlx::Postgres);
+}
+
+/// When this process last saw Postgres unreachable, in milliseconds since [`millis_now`]'s
+/// start; 0 for never.
+static LOST_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+fn millis_now() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Whether a pooled connection must answer a ping before it is handed out: when it sat idle
+/// for more than a second (Postgres may have restarted meanwhile), or was already idle when
+/// this process last saw Postgres unreachable. A busy pool pings nothing, so a statement is
+/// one round trip; after a restart, no request fails on a stale connection that the pool
+/// could have tested.
+fn needs_ping(idle_for: Duration) -> bool {
+    let idle_since = millis_now().saturating_sub(idle_for.as_millis() as u64);
+    let lost_at = LOST_AT_MS.load(Ordering::Relaxed);
+    idle_for > Duration::from_secs(1) || (lost_at != 0 && lost_at >= idle_since)
 }
 
 /// Secrets, metadata, customers and tokens in one Postgres database.
@@ -80,9 +106,18 @@ pub async fn connect(url: &str, settings: &PgSettings) -> Result<PgStore, StoreE
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        // Check a pooled connection before handing it out, so a server restart costs one
-        // failed request at most, not one per stale connection.
-        .test_before_acquire(true)
+        // Check a pooled connection before handing it out only when it may be stale (see
+        // `needs_ping`), so that a server restart costs one failed request at most, not
+        // one per stale connection, and a busy pool pays no ping per statement.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if needs_ping(meta.idle_for) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(options)
         .await
         .map_err(store_err::<Postgres>)?;

@@ -1,0 +1,160 @@
+//! What the machine allows, measured in the same run: a bare poem handler, pgbench running
+//! ots's own SQL and the least SQL a pair needs, and a raw SQLite loop.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::load::{self, Report};
+use crate::server::{free_port, get_ok};
+
+pub async fn bare_poem(clients: usize, seconds: f64) -> Report {
+    let port = free_port();
+    let app = poem::Route::new().at(
+        "/",
+        poem::endpoint::make_sync(|_| {
+            poem::Response::builder()
+                .content_type("application/json")
+                .body(r#"{"status":"nominal"}"#)
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )))
+        .run(app)
+        .await;
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = Arc::new(format!("http://127.0.0.1:{port}/"));
+    let report = load::closed("bare poem, constant JSON", clients, seconds, move |c| {
+        get_ok(c, url.clone())
+    })
+    .await;
+    server.abort();
+    report
+}
+
+/// What ots sends for one share and one reveal without a passphrase, statement for
+/// statement (ots-store-sql): one `WITH` each, every column ots writes.
+pub const PGBENCH_OTS_SQL: &str = r#"\set n random(1, 1000000000)
+WITH m AS (INSERT INTO metadata (key, custid, secret_key, sealed_key, ttl, state, created, updated, received, burned, recipients, passphrase_required, secret_expires_at, expires_at) VALUES ('m' || :client_id || '-' || :n, 'anon', '0a0b0c0d0e0f101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f40414243444546474849', NULL, 3600, 'new', 1700000000, 1700000000, NULL, NULL, '', false, 1900000000, 1900003600)), s AS (INSERT INTO secrets (key, metadata_key, ciphertext, nonce, salt, scheme, key_id, passphrase_cost, passphrase_salt, passphrase_hash, legacy_aad, failed_tries, created, expires_at) VALUES ('s' || :client_id || '-' || :n, 'm' || :client_id || '-' || :n, '\x0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242526272829', '\x0102030405060708090a0b0c', '\x0102030405060708090a0b0c0d0e0f10', 2, 'a1b2c3d4', NULL, NULL, NULL, NULL, 0, 1700000000, 1900000000)) SELECT 1;
+WITH s AS (DELETE FROM secrets WHERE key = 's' || :client_id || '-' || :n AND expires_at > 1700000001 AND scheme = 2 AND passphrase_cost IS NULL AND key_id IN ('a1b2c3d4') RETURNING key, metadata_key, ciphertext, nonce, salt, scheme, key_id, passphrase_cost, passphrase_salt, passphrase_hash, legacy_aad, failed_tries, created, expires_at), m AS (UPDATE metadata SET state = 'received', secret_key = NULL, received = 1700000001, updated = 1700000001 WHERE key = (SELECT metadata_key FROM s)) SELECT key, metadata_key, ciphertext, nonce, salt, scheme, key_id, passphrase_cost, passphrase_salt, passphrase_hash, legacy_aad, failed_tries, created, expires_at FROM s;
+"#;
+
+/// The least SQL a pair needs, on tables with only what a store must keep and index (the
+/// keys, the owner for recent, expiry for the sweep): one statement to share, one to reveal.
+pub const PGBENCH_MIN_SCHEMA: &str = "
+DROP TABLE IF EXISTS min_secrets; DROP TABLE IF EXISTS min_metadata;
+CREATE TABLE min_metadata (key TEXT PRIMARY KEY, custid TEXT NOT NULL, state TEXT NOT NULL,
+  received BIGINT, expires_at BIGINT NOT NULL);
+CREATE INDEX min_metadata_custid ON min_metadata (custid);
+CREATE INDEX min_metadata_expiry ON min_metadata (expires_at);
+CREATE TABLE min_secrets (key TEXT PRIMARY KEY,
+  metadata_key TEXT NOT NULL REFERENCES min_metadata (key) ON DELETE CASCADE,
+  ciphertext BYTEA NOT NULL, expires_at BIGINT NOT NULL);
+CREATE INDEX min_secrets_expiry ON min_secrets (expires_at);
+CREATE INDEX min_secrets_metadata ON min_secrets (metadata_key);
+";
+
+pub const PGBENCH_MIN_SQL: &str = r#"\set n random(1, 1000000000)
+WITH m AS (INSERT INTO min_metadata VALUES ('m' || :client_id || '-' || :n, 'anon', 'new', NULL, 1900003600)), s AS (INSERT INTO min_secrets VALUES ('s' || :client_id || '-' || :n, 'm' || :client_id || '-' || :n, '\x0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223242526272829', 1900000000)) SELECT 1;
+WITH s AS (DELETE FROM min_secrets WHERE key = 's' || :client_id || '-' || :n RETURNING metadata_key, ciphertext), m AS (UPDATE min_metadata SET state = 'received', received = 1700000001 WHERE key = (SELECT metadata_key FROM s)) SELECT ciphertext FROM s;
+"#;
+
+/// Pairs a second: pgbench runs `script` (one transaction = one pair), prepared, as ots's
+/// statements are.
+pub fn pgbench(
+    url: &str,
+    script_sql: &str,
+    clients: usize,
+    seconds: f64,
+    dir: &Path,
+) -> Result<f64> {
+    let script = dir.join("pair.sql");
+    std::fs::write(&script, script_sql)?;
+    let out = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(&script)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &(seconds.ceil() as u64).to_string(),
+            url,
+        ])
+        .output()
+        .context("running pgbench (apt-get install postgresql-client)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .with_context(|| {
+            format!(
+                "pgbench said: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Pairs a second that SQLite itself allows with ots's durability: one loop, no server, the
+/// same file settings (WAL, `synchronous = FULL`, `secure_delete`), ots's schema and rows,
+/// one transaction per write (the share's two inserts; the reveal's delete and update).
+pub fn raw_sqlite(path: &Path, seconds: f64) -> Result<f64> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut pairs = 0u64;
+    let ciphertext = [7u8; 42];
+    while Instant::now() < deadline {
+        let (m, s) = (format!("m{pairs:060}"), format!("s{pairs:060}"));
+        conn.execute_batch("BEGIN")?;
+        conn.prepare_cached(
+            "INSERT INTO metadata (key, custid, secret_key, sealed_key, ttl, state, created, \
+             updated, received, burned, recipients, passphrase_required, secret_expires_at, \
+             expires_at) VALUES (?1, 'anon', ?2, NULL, 3600, 'new', 1700000000, 1700000000, \
+             NULL, NULL, '', 0, 1900000000, 1900003600)",
+        )?
+        .execute(rusqlite::params![
+            m,
+            "0a0b0c0d0e0f1011121314151617181920212223242526272829"
+        ])?;
+        conn.prepare_cached(
+            "INSERT INTO secrets (key, metadata_key, ciphertext, nonce, salt, scheme, key_id, \
+             passphrase_cost, passphrase_salt, passphrase_hash, legacy_aad, failed_tries, \
+             created, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, 2, 'a1b2c3d4', NULL, NULL, NULL, \
+             NULL, 0, 1700000000, 1900000000)",
+        )?
+        .execute(rusqlite::params![
+            s,
+            m,
+            &ciphertext[..],
+            &[1u8; 12][..],
+            &[2u8; 16][..]
+        ])?;
+        conn.execute_batch("COMMIT")?;
+        conn.execute_batch("BEGIN")?;
+        conn.prepare_cached(
+            "DELETE FROM secrets WHERE key = ?1 AND expires_at > 1700000001 RETURNING metadata_key",
+        )?
+        .query_row([&s], |row| row.get::<_, String>(0))?;
+        conn.prepare_cached(
+            "UPDATE metadata SET state = 'received', secret_key = NULL, received = 1700000001, \
+             updated = 1700000001 WHERE key = ?1",
+        )?
+        .execute([&m])?;
+        conn.execute_batch("COMMIT")?;
+        pairs += 1;
+    }
+    Ok(pairs as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,140 @@
+//! Load generators: closed loops (each client sends its next request when the last one is
+//! answered: the peak rate) and an open loop at a fixed rate (requests leave on schedule
+//! whatever the answers do, and latency counts from the scheduled moment, so a stall is
+//! not hidden by clients that wait for it).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+/// Latencies of one kind of operation.
+#[derive(Default)]
+pub struct Samples(pub Vec<Duration>);
+
+impl Samples {
+    pub fn pct(&mut self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.sort_unstable();
+        let i = ((self.0.len() as f64 - 1.0) * p).round() as usize;
+        self.0[i]
+    }
+}
+
+pub struct Report {
+    pub name: String,
+    pub ops_per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub failed: u64,
+}
+
+impl Report {
+    pub fn print(&self, unit: &str) {
+        let failed = if self.failed > 0 {
+            format!("   ({} failed)", self.failed)
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<40} {:>9.0} {unit}/s   p50 {:>7.2} ms   p99 {:>7.2} ms{failed}",
+            self.name,
+            self.ops_per_sec,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3
+        );
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// Runs `clients` closed loops of `op` for `seconds`, collecting each op's latency.
+pub async fn closed<F, Fut>(name: &str, clients: usize, seconds: f64, op: F) -> Report
+where
+    F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let samples = Arc::new(Mutex::new((Samples::default(), 0u64)));
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (op, samples) = (op.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let (mut mine, mut failed) = (Vec::new(), 0);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if op(client.clone()).await {
+                    mine.push(t.elapsed());
+                } else {
+                    failed += 1;
+                }
+            }
+            let mut all = samples.lock().await;
+            all.0 .0.extend(mine);
+            all.1 += failed;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut samples, failed) = Arc::try_unwrap(samples)
+        .ok()
+        .map(Mutex::into_inner)
+        .unwrap_or_default();
+    Report {
+        name: name.to_owned(),
+        ops_per_sec: samples.0.len() as f64 / elapsed,
+        p50: samples.pct(0.50),
+        p99: samples.pct(0.99),
+        failed,
+    }
+}
+
+/// Starts `op` `rate` times a second for `seconds` on one shared client, whatever the
+/// answers do; each latency counts from the moment the op was due.
+pub async fn fixed_rate<F, Fut>(name: &str, rate: f64, seconds: f64, op: F) -> Report
+where
+    F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let client = client();
+    let every = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let count = (rate * seconds) as u32;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let due = started + every * i;
+        tokio::time::sleep_until(due.into()).await;
+        let (op, client) = (op.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let ok = op(client).await;
+            (ok, due.elapsed())
+        }));
+    }
+    let (mut samples, mut failed) = (Samples::default(), 0);
+    for task in tasks {
+        match task.await {
+            Ok((true, latency)) => samples.0.push(latency),
+            _ => failed += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Report {
+        name: name.to_owned(),
+        ops_per_sec: samples.0.len() as f64 / elapsed,
+        p50: samples.pct(0.50),
+        p99: samples.pct(0.99),
+        failed,
+    }
+}
