@@ -33,6 +33,16 @@ pub struct Report {
 }
 
 impl Report {
+    fn of(name: &str, mut samples: Samples, elapsed: f64, failed: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            ops_per_sec: samples.0.len() as f64 / elapsed,
+            p50: samples.pct(0.50),
+            p99: samples.pct(0.99),
+            failed,
+        }
+    }
+
     pub fn print(&self, unit: &str) {
         let failed = if self.failed > 0 {
             format!("   ({} failed)", self.failed)
@@ -88,17 +98,11 @@ where
         let _ = t.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (mut samples, failed) = Arc::try_unwrap(samples)
+    let (samples, failed) = Arc::try_unwrap(samples)
         .ok()
         .map(Mutex::into_inner)
         .unwrap_or_default();
-    Report {
-        name: name.to_owned(),
-        ops_per_sec: samples.0.len() as f64 / elapsed,
-        p50: samples.pct(0.50),
-        p99: samples.pct(0.99),
-        failed,
-    }
+    Report::of(name, samples, elapsed, failed)
 }
 
 /// Starts `op` `rate` times a second for `seconds` on one shared client, whatever the
@@ -129,12 +133,5 @@ where
             _ => failed += 1,
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Report {
-        name: name.to_owned(),
-        ops_per_sec: samples.0.len() as f64 / elapsed,
-        p50: samples.pct(0.50),
-        p99: samples.pct(0.99),
-        failed,
-    }
+    Report::of(name, samples, started.elapsed().as_secs_f64(), failed)
 }

@@ -236,37 +236,36 @@ pub async fn concurrent_consumes_have_one_winner<S: SecretRepository + 'static>(
 
 const HELD: KeyId = KeyId([1, 2, 3, 4]);
 
+/// What `consume_unprotected` takes.
+async fn take<S: SecretRepository>(
+    store: &S,
+    id: &SecretId,
+    key_ids: &[KeyId],
+    now: UnixTime,
+) -> Option<StoredSecret> {
+    store.consume_unprotected(id, key_ids, now).await.unwrap()
+}
+
+/// Whether the secret is still there.
+async fn waits<S: SecretRepository>(store: &S, id: &SecretId, now: UnixTime) -> bool {
+    store.find_secret(id, now).await.unwrap().is_some()
+}
+
 pub async fn consume_unprotected_takes_only_what_opens_without_a_passphrase<S: SecretRepository>(
     store: Arc<S>,
 ) {
     let (secret, metadata) = stored(&*store, &CustId::anonymous(), T0, 3600).await;
     // Sealed under a master secret this process does not hold: left for the long way.
     let other = KeyId([9, 9, 9, 9]);
-    assert_eq!(
-        store
-            .consume_unprotected(&secret.id, &[other], T0 + 1)
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(store
-        .find_secret(&secret.id, T0 + 1)
-        .await
-        .unwrap()
-        .is_some());
-    let taken = store
-        .consume_unprotected(&secret.id, &[other, HELD], T0 + 10)
-        .await
-        .unwrap();
+    assert_eq!(take(&*store, &secret.id, &[other], T0 + 1).await, None);
+    assert!(waits(&*store, &secret.id, T0 + 1).await);
+    let taken = take(&*store, &secret.id, &[other, HELD], T0 + 10).await;
     assert_eq!(
         taken.as_ref(),
         Some(&secret),
         "the row comes back byte for byte"
     );
-    let again = store
-        .consume_unprotected(&secret.id, &[HELD], T0 + 11)
-        .await
-        .unwrap();
+    let again = take(&*store, &secret.id, &[HELD], T0 + 11).await;
     assert_eq!(again, None, "a second reveal gets nothing");
     assert!(!store.consume(&secret.id, T0 + 11).await.unwrap());
     let md = store
@@ -282,31 +281,12 @@ pub async fn consume_unprotected_takes_only_what_opens_without_a_passphrase<S: S
     // A passphrase, or an expired secret: nothing is taken.
     let (guarded, guarded_md) = record(&CustId::anonymous(), T0, 3600, true);
     store.create(&guarded, &guarded_md, None).await.unwrap();
-    assert_eq!(
-        store
-            .consume_unprotected(&guarded.id, &[HELD], T0 + 1)
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(store
-        .find_secret(&guarded.id, T0 + 1)
-        .await
-        .unwrap()
-        .is_some());
+    assert_eq!(take(&*store, &guarded.id, &[HELD], T0 + 1).await, None);
+    assert!(waits(&*store, &guarded.id, T0 + 1).await);
     let (old, _) = stored(&*store, &CustId::anonymous(), T0, 60).await;
+    assert_eq!(take(&*store, &old.id, &[HELD], T0 + 61).await, None);
     assert_eq!(
-        store
-            .consume_unprotected(&old.id, &[HELD], T0 + 61)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .consume_unprotected(&SecretId::of(&key(SecretKey::parse)), &[HELD], T0)
-            .await
-            .unwrap(),
+        take(&*store, &SecretId::of(&key(SecretKey::parse)), &[HELD], T0).await,
         None
     );
 }

@@ -84,8 +84,15 @@ fn usage(message: impl Into<String>) -> Failed {
     Failed(message.into(), 2)
 }
 
-fn bad_recipient(err: impl std::fmt::Display) -> Failed {
-    usage(format!("recipient is not an email address: {err}"))
+/// `--recipient`, checked against the spec's pattern before anything is sent.
+fn parse_recipient<T>(raw: Option<String>) -> Result<Option<T>, Failed>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    raw.map(|r| r.parse())
+        .transpose()
+        .map_err(|e| usage(format!("recipient is not an email address: {e}")))
 }
 
 fn api(err: ots_client::Error<types::Error>) -> Failed {
@@ -142,10 +149,7 @@ async fn run(cli: Cli) -> Result<(), Failed> {
                 secret: value.parse().map_err(|e| usage(format!("secret: {e}")))?,
                 passphrase: passphrase(),
                 ttl,
-                recipient: recipient
-                    .map(|r| r.parse())
-                    .transpose()
-                    .map_err(bad_recipient)?,
+                recipient: parse_recipient(recipient)?,
             };
             let shared = client_for(&server)?
                 .share_secret(&body)
@@ -158,10 +162,7 @@ async fn run(cli: Cli) -> Result<(), Failed> {
             let body = types::GenerateParams {
                 passphrase: passphrase(),
                 ttl,
-                recipient: recipient
-                    .map(|r| r.parse())
-                    .transpose()
-                    .map_err(bad_recipient)?,
+                recipient: parse_recipient(recipient)?,
             };
             let generated = client_for(&server)?
                 .generate_secret(&body)
