@@ -57,13 +57,12 @@ fn psql(url: &str, sql: &str) -> Result<()> {
 }
 
 /// Bytes the in-memory store holds for one revealed pair's metadata (data, not overhead):
-/// the map entry (key, insertion order, record) in B-tree nodes about 3/4 full, and the
-/// custid.
+/// the map entry (key, insertion order, record) at hashbrown's 7/8 load, and the custid.
 fn memory_bytes_per_metadata() -> u64 {
     let entry = std::mem::size_of::<ots_domain::MetadataId>()
         + 8
         + std::mem::size_of::<ots_domain::Metadata>();
-    (entry as u64 * 4 / 3) + 16
+    (entry as u64 * 8 / 7) + 16
 }
 
 /// What one store did, for the summary.

@@ -1,13 +1,8 @@
 //! The repository ports over in-process maps. Every port call takes one mutex for its whole
 //! duration and never awaits while holding it, so each call is atomic: of concurrent reveals
 //! exactly one finds the secret still there.
-//!
-//! Secrets and metadata are B-trees, not hash maps: a hash map that grows past a power of two
-//! copies its whole table in one insert, and with hundreds of thousands of records that
-//! stalls every request behind the lock for tens of milliseconds; a B-tree grows a node at a
-//! time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -15,9 +10,9 @@ use ots_domain::*;
 
 #[derive(Default)]
 struct State {
-    secrets: BTreeMap<SecretId, StoredSecret>,
+    secrets: HashMap<SecretId, StoredSecret>,
     /// Each record with its insertion number, which orders `recent`.
-    metadata: BTreeMap<MetadataId, (u64, Metadata)>,
+    metadata: HashMap<MetadataId, (u64, Metadata)>,
     check_value: Option<Vec<u8>>,
     inserted: u64,
     customers: HashMap<CustId, Customer>,
