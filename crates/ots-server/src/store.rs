@@ -56,6 +56,7 @@ pub async fn open(args: &StoreArgs, migrate: bool) -> Result<Stores> {
                 max_connections: args.db_max_connections,
                 acquire_timeout: Duration::from_millis(args.db_acquire_timeout_ms),
                 migrate,
+                ..Default::default()
             };
             let store = ots_store_postgres::connect(&url, &settings)
                 .await

@@ -39,6 +39,7 @@ macro_rules! contract_suite {
             concurrent_consumes_have_one_winner,
             consume_unprotected_takes_only_what_opens_without_a_passphrase,
             concurrent_one_step_reveals_have_one_winner,
+            concurrent_distinct_pairs_keep_to_their_own,
             a_share_with_mail_is_stored_whole,
             concurrent_shares_fail_alone,
             tries_are_taken_then_exhausted,
@@ -321,6 +322,96 @@ pub async fn concurrent_one_step_reveals_have_one_winner<S: SecretRepository + '
             .unwrap()
             .unwrap();
         assert_eq!(md.state, MetadataState::Received);
+    }
+}
+
+/// Many concurrent shares (some with mail) and then two concurrent one-step reveals of each,
+/// mixed with reveals of unknown keys: every share and mail is stored, every secret goes to
+/// exactly one of its two callers byte for byte, no caller gets another's row, and every
+/// metadata record is marked received. (A store that merges concurrent writes into one
+/// statement must still answer each caller with its own row.)
+pub async fn concurrent_distinct_pairs_keep_to_their_own<S: SecretRepository + Outbox + 'static>(
+    store: Arc<S>,
+) {
+    let before = store.mail_backlog().await.unwrap();
+    let shares: Vec<_> = (0..150)
+        .map(|i| {
+            let store = store.clone();
+            let (secret, metadata) = record(&cust("alice"), T0, 3600, false);
+            tokio::spawn(async move {
+                let mail = (i % 3 == 0).then(|| mail_for(&metadata, "x", T0));
+                store
+                    .create(&secret, &metadata, mail.as_ref())
+                    .await
+                    .expect("create");
+                (secret, metadata)
+            })
+        })
+        .collect();
+    let mut records = Vec::new();
+    for share in shares {
+        records.push(share.await.expect("task"));
+    }
+    assert_eq!(store.mail_backlog().await.unwrap(), before + 50);
+    let mut reveals = Vec::new();
+    for (n, (secret, _)) in records.iter().enumerate() {
+        for _ in 0..2 {
+            let (store, id) = (store.clone(), secret.id);
+            reveals.push(tokio::spawn(async move {
+                (
+                    n,
+                    store
+                        .consume_unprotected(&id, &[HELD], T0 + 5)
+                        .await
+                        .unwrap(),
+                )
+            }));
+        }
+        if n % 10 == 0 {
+            let store = store.clone();
+            reveals.push(tokio::spawn(async move {
+                let unknown = SecretId::of(&key(SecretKey::parse));
+                (
+                    usize::MAX,
+                    store
+                        .consume_unprotected(&unknown, &[HELD], T0 + 5)
+                        .await
+                        .unwrap(),
+                )
+            }));
+        }
+    }
+    let mut wins = vec![0u32; records.len()];
+    for reveal in reveals {
+        let (n, taken) = reveal.await.expect("task");
+        if n == usize::MAX {
+            assert_eq!(taken, None, "an unknown key opens nothing");
+            continue;
+        }
+        if let Some(taken) = taken {
+            assert_eq!(taken, records[n].0, "each caller gets its own row");
+            wins[n] += 1;
+        }
+    }
+    assert!(
+        wins.iter().all(|w| *w == 1),
+        "each secret exactly once: {wins:?}"
+    );
+    for (secret, metadata) in &records {
+        assert!(store
+            .find_secret(&secret.id, T0 + 6)
+            .await
+            .unwrap()
+            .is_none());
+        let md = store
+            .find_metadata(&metadata.id, T0 + 6)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (md.state, md.received),
+            (MetadataState::Received, Some(T0 + 5))
+        );
     }
 }
 

@@ -10,6 +10,10 @@
 //! for a few statements. No connection is ever held across a bcrypt check (~0.25 s at cost
 //! 12), so slow passphrase checks cannot starve the pool, and a lock is held for milliseconds.
 //!
+//! Concurrent shares are merged into one `WITH` statement, and concurrent reveals without a
+//! passphrase into one `DELETE … RETURNING` (see the SQL core's `merged`): under load, one
+//! statement and one commit serve many requests.
+//!
 //! The statements are the shared SQL core's (`ots-store-sql`); this crate holds only what
 //! Postgres does differently, and how to connect.
 
@@ -36,6 +40,11 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// Whether to apply migrations on connect.
     pub migrate: bool,
+    /// How many merged share statements, and as many merged reveal statements, may run at
+    /// once: concurrent shares (and reveals without a passphrase) queue while these run,
+    /// and the next statement takes every one queued (see `ots_store_sql::SqlStore::
+    /// with_merged_writes`). Never more than `max_connections`.
+    pub merged_in_flight: usize,
 }
 
 impl Default for PgSettings {
@@ -44,6 +53,7 @@ impl Default for PgSettings {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
             migrate: true,
+            merged_in_flight: 4,
         }
     }
 }
@@ -121,7 +131,10 @@ pub async fn connect(url: &str, settings: &PgSettings) -> Result<PgStore, StoreE
         .connect_with(options)
         .await
         .map_err(store_err::<Postgres>)?;
-    let store = SqlStore::new(pool, None);
+    let in_flight = settings
+        .merged_in_flight
+        .clamp(1, settings.max_connections as usize);
+    let store = SqlStore::new(pool, None).with_merged_writes(in_flight);
     if settings.migrate {
         store.migrate().await?;
     }

@@ -5,6 +5,12 @@
 //! fails, the batch is rolled back and each write runs again alone, in a transaction of its
 //! own, so a failure stays its own (writes are replayable: nothing of them was committed).
 //!
+//! Shares and reveals without a passphrase are not run one by one: the writer takes all of a
+//! batch's shares into one insert per table, and all its reveals into one `DELETE` and one
+//! `UPDATE` (see `merged`), so a batch costs a few statements however many requests it
+//! serves. Each statement on sqlx's SQLite connection is a round trip to its worker thread,
+//! and on a busy machine those, not the fsync, are what a write costs.
+//!
 //! The task borrows the pool's single connection for each batch, so writes that do not go
 //! through it (the sweep, the outbox, accounts) are still serialized with the batches.
 
@@ -17,13 +23,23 @@ use tokio::sync::{mpsc, oneshot};
 
 use ots_domain::StoreError;
 
+use crate::merged::{reveal_all, share_runs, Frame, Reveal, Share};
 use crate::{store_err, Conn, Dialect};
+use ots_domain::StoredSecret;
 
 /// A future borrowing the writer connection.
 pub type Pinned<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 
 type Answer = Result<Box<dyn Any + Send>, StoreError>;
-type Work<D> = Box<dyn for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Answer> + Send + Sync>;
+type Opaque<D> = Box<dyn for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Answer> + Send + Sync>;
+
+/// What a job writes: any closure, or a share or reveal the writer merges with the others of
+/// its batch.
+enum Work<D: Dialect> {
+    Opaque(Opaque<D>),
+    Share(Share),
+    Reveal(Reveal),
+}
 
 struct Job<D: Dialect> {
     work: Work<D>,
@@ -66,14 +82,28 @@ impl<D: Dialect> GroupCommit<D> {
         T: Send + 'static,
         F: for<'c> Fn(&'c mut Conn<D>) -> Pinned<'c, Result<T, StoreError>> + Send + Sync + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let work: Work<D> = Box::new(move |conn| {
+        let work: Opaque<D> = Box::new(move |conn| {
             let done = work(conn);
             Box::pin(async move {
                 let out = done.await?;
                 Ok(Box::new(out) as Box<dyn Any + Send>)
             })
         });
+        self.submit(Work::Opaque(work)).await
+    }
+
+    /// Stores a share in the next batch, merged with the batch's other shares.
+    pub(crate) async fn share(&self, share: Share) -> Result<(), StoreError> {
+        self.submit(Work::Share(share)).await
+    }
+
+    /// Takes a secret without a passphrase in the next batch, merged with its other reveals.
+    pub(crate) async fn reveal(&self, reveal: Reveal) -> Result<Option<StoredSecret>, StoreError> {
+        self.submit(Work::Reveal(reveal)).await
+    }
+
+    async fn submit<T: 'static>(&self, work: Work<D>) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job { work, reply })
             .await
@@ -135,29 +165,108 @@ async fn run_batch<D: Dialect>(
     answers
 }
 
-/// Every job in one transaction; `Err` (rolled back) when any failed or the commit did.
+/// Every job in one transaction, the shares and the reveals merged; `Err` (rolled back) when
+/// any failed or the commit did.
 async fn try_together<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Vec<Answer>, ()> {
-    D::execute(conn, "BEGIN IMMEDIATE", vec![])
+    let done = all_jobs::<D>(conn, batch).await;
+    if done.is_err() {
+        let _ = D::execute(conn, "ROLLBACK", vec![]).await;
+    }
+    done
+}
+
+/// The batch's transaction: first every share, then every reveal, then the other jobs one by
+/// one (the jobs of one batch are concurrent, so any order is theirs). The `BEGIN` rides on
+/// the first merged statement and the `COMMIT` on the last when no other job follows.
+async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Vec<Answer>, ()> {
+    let shares: Vec<Share> = batch
+        .iter()
+        .filter_map(|job| match &job.work {
+            Work::Share(share) => Some(share.clone()),
+            _ => None,
+        })
+        .collect();
+    let reveals: Vec<Reveal> = batch
+        .iter()
+        .filter_map(|job| match &job.work {
+            Work::Reveal(reveal) => Some(reveal.clone()),
+            _ => None,
+        })
+        .collect();
+    let others = batch.iter().any(|job| matches!(job.work, Work::Opaque(_)));
+    let reveal_runs = reveals.iter().any(|r| !r.key_ids.is_empty());
+    let folded_commit = !others && (reveal_runs || !shares.is_empty());
+    let mut begun = false;
+    if !shares.is_empty() {
+        let frame = Frame {
+            begin: true,
+            commit: folded_commit && !reveal_runs,
+        };
+        share_runs::<D>(conn, &shares, false, frame)
+            .await
+            .map_err(|_| ())?;
+        begun = true;
+    }
+    let frame = Frame {
+        begin: !begun,
+        commit: folded_commit,
+    };
+    let mut revealed = reveal_all::<D>(conn, &reveals, false, frame)
         .await
-        .map_err(|_| ())?;
+        .map_err(|_| ())?
+        .into_iter();
+    begun |= reveal_runs;
+    if !begun {
+        D::execute(conn, "BEGIN IMMEDIATE", vec![])
+            .await
+            .map_err(|_| ())?;
+    }
     let mut answers = Vec::with_capacity(batch.len());
     for job in batch {
-        let answer = (job.work)(conn).await;
-        if answer.is_err() {
-            let _ = D::execute(conn, "ROLLBACK", vec![]).await;
-            return Err(());
-        }
+        let answer = match &job.work {
+            Work::Share(_) => Ok(Box::new(()) as Box<dyn Any + Send>),
+            Work::Reveal(_) => match revealed.next() {
+                Some(Ok(secret)) => Ok(Box::new(secret) as Box<dyn Any + Send>),
+                _ => return Err(()),
+            },
+            Work::Opaque(work) => match work(conn).await {
+                Ok(out) => Ok(out),
+                Err(_) => return Err(()),
+            },
+        };
         answers.push(answer);
     }
-    if D::execute(conn, "COMMIT", vec![]).await.is_err() {
-        let _ = D::execute(conn, "ROLLBACK", vec![]).await;
-        return Err(());
+    if !folded_commit {
+        D::execute(conn, "COMMIT", vec![]).await.map_err(|_| ())?;
     }
     Ok(answers)
 }
 
 /// One job in a transaction of its own.
 async fn alone<D: Dialect>(conn: &mut Conn<D>, work: &Work<D>) -> Answer {
+    let whole = Frame {
+        begin: true,
+        commit: true,
+    };
+    let merged = match work {
+        Work::Opaque(work) => return opaque_alone::<D>(conn, work).await,
+        Work::Share(share) => share_runs::<D>(conn, std::slice::from_ref(share), false, whole)
+            .await
+            .map(|_| Box::new(()) as Box<dyn Any + Send>),
+        Work::Reveal(reveal) => reveal_all::<D>(conn, std::slice::from_ref(reveal), false, whole)
+            .await
+            .and_then(|mut answers| answers.pop().unwrap_or(Ok(None)))
+            .map(|secret| Box::new(secret) as Box<dyn Any + Send>),
+    };
+    // Begun and committed in the statement; on failure, nothing of it may stay.
+    if merged.is_err() {
+        let _ = D::execute(conn, "ROLLBACK", vec![]).await;
+    }
+    merged
+}
+
+/// A closure's job in a transaction of its own.
+async fn opaque_alone<D: Dialect>(conn: &mut Conn<D>, work: &Opaque<D>) -> Answer {
     D::execute(conn, "BEGIN IMMEDIATE", vec![])
         .await
         .map_err(store_err::<D>)?;

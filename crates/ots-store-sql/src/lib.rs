@@ -15,8 +15,10 @@ use ots_domain::StoreError;
 
 pub use commit::{GroupCommit, Pinned};
 
+mod batch;
 mod commit;
 mod customers;
+mod merged;
 mod outbox;
 mod rows;
 mod secrets;
@@ -184,6 +186,7 @@ pub struct SqlStore<D: Dialect> {
     writer: Pool<D::Db>,
     reader: Option<Pool<D::Db>>,
     commit: Option<GroupCommit<D>>,
+    merge: Option<merged::Merge>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -192,6 +195,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             writer: self.writer.clone(),
             reader: self.reader.clone(),
             commit: self.commit.clone(),
+            merge: self.merge.clone(),
         }
     }
 }
@@ -203,7 +207,19 @@ impl<D: Dialect> SqlStore<D> {
             writer,
             reader,
             commit: None,
+            merge: None,
         }
+    }
+
+    /// Merges concurrent shares into one statement, and concurrent reveals without a
+    /// passphrase into another (see `merged`), with at most `in_flight` such statements of
+    /// each kind running at once: for a dialect whose `WITH` holds writes (Postgres). A
+    /// group commit merges its batches' shares and reveals itself.
+    pub fn with_merged_writes(mut self, in_flight: usize) -> Self {
+        let mut inner = self.clone();
+        inner.merge = None;
+        self.merge = Some(merged::Merge::start(inner, in_flight));
+        self
     }
 
     /// Commits the writes of share, reveal, burn and passphrase tries in groups (see

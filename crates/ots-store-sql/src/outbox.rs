@@ -26,11 +26,13 @@ impl<'m> MailRow<'m> {
         }
     }
 
-    /// `INSERT INTO outbox …` with placeholders from `$first`.
-    pub(crate) fn insert_sql(first: usize) -> String {
+    pub(crate) const COUNT: usize = 7;
+
+    /// `INSERT INTO outbox …` of `rows` rows, with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize, rows: usize) -> String {
         format!(
             "INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES {}",
-            crate::secrets::placeholders(first, 7)
+            crate::secrets::value_rows(first, Self::COUNT, rows)
         )
     }
 
@@ -53,7 +55,7 @@ pub(crate) async fn insert<D: Dialect>(
     mail: &OutboxMail,
 ) -> Result<(), StoreError> {
     let row = MailRow::of(mail);
-    D::execute(conn, &MailRow::insert_sql(1), row.args())
+    D::execute(conn, &MailRow::insert_sql(1, 1), row.args())
         .await
         .map(|_| ())
         .map_err(store_err::<D>)

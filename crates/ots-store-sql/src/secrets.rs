@@ -8,6 +8,7 @@ use ots_domain::*;
 
 use ots_domain::crypto::hex;
 
+use crate::merged::Reveal;
 use crate::rows::{self, join_recipients, METADATA_COLUMNS, SECRET_COLUMNS};
 use crate::{store_err, Arg, Conn, Dialect, RowOf, SqlStore};
 
@@ -53,6 +54,12 @@ pub(crate) fn placeholders(first: usize, n: usize) -> String {
     format!("({})", list.join(", "))
 }
 
+/// `rows` tuples of `n` placeholders each, numbered on from `$first`.
+pub(crate) fn value_rows(first: usize, n: usize, rows: usize) -> String {
+    let tuples: Vec<String> = (0..rows).map(|r| placeholders(first + r * n, n)).collect();
+    tuples.join(", ")
+}
+
 /// A metadata row's values as bound text.
 pub(crate) struct MetadataRow<'m> {
     metadata: &'m Metadata,
@@ -75,11 +82,11 @@ impl<'m> MetadataRow<'m> {
         }
     }
 
-    /// `INSERT INTO metadata …` with placeholders from `$first`.
-    pub(crate) fn insert_sql(first: usize) -> String {
+    /// `INSERT INTO metadata …` of `rows` rows, with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize, rows: usize) -> String {
         format!(
             "INSERT INTO metadata ({METADATA_COLUMNS}) VALUES {}",
-            placeholders(first, Self::COUNT)
+            value_rows(first, Self::COUNT, rows)
         )
     }
 
@@ -147,11 +154,11 @@ impl<'s> SecretRow<'s> {
         }
     }
 
-    /// `INSERT INTO secrets …` with placeholders from `$first`.
-    pub(crate) fn insert_sql(first: usize) -> String {
+    /// `INSERT INTO secrets …` of `rows` rows, with placeholders from `$first`.
+    pub(crate) fn insert_sql(first: usize, rows: usize) -> String {
         format!(
             "INSERT INTO secrets ({SECRET_COLUMNS}) VALUES {}",
-            placeholders(first, Self::COUNT)
+            value_rows(first, Self::COUNT, rows)
         )
     }
 
@@ -176,63 +183,15 @@ impl<'s> SecretRow<'s> {
     }
 }
 
-pub(crate) async fn insert_metadata<D: Dialect>(
-    conn: &mut Conn<D>,
-    metadata: &Metadata,
-) -> Result<(), StoreError> {
-    let row = MetadataRow::of(metadata);
-    D::execute(conn, &MetadataRow::insert_sql(1), row.args())
-        .await
-        .map(|_| ())
-        .map_err(store_err::<D>)
-}
-
 pub(crate) async fn insert_secret<D: Dialect>(
     conn: &mut Conn<D>,
     secret: &StoredSecret,
 ) -> Result<(), StoreError> {
     let row = SecretRow::of(secret);
-    D::execute(conn, &SecretRow::insert_sql(1), row.args())
+    D::execute(conn, &SecretRow::insert_sql(1, 1), row.args())
         .await
         .map(|_| ())
         .map_err(store_err::<D>)
-}
-
-/// The share as one statement (Postgres): the metadata, the secret and any mail inserted by
-/// one `WITH`, atomic on its own; foreign keys are checked at the statement's end.
-async fn create_in_one_statement<D: Dialect>(
-    conn: &mut Conn<D>,
-    secret: &StoredSecret,
-    metadata: &Metadata,
-    mail: Option<&OutboxMail>,
-) -> Result<(), StoreError> {
-    let (m, s) = (MetadataRow::of(metadata), SecretRow::of(secret));
-    let mail = mail.map(crate::outbox::MailRow::of);
-    let mut sql = format!(
-        "WITH m AS ({}), s AS ({})",
-        MetadataRow::insert_sql(1),
-        SecretRow::insert_sql(1 + MetadataRow::COUNT)
-    );
-    let mut args = m.args();
-    args.extend(s.args());
-    if let Some(mail) = &mail {
-        let first = 1 + MetadataRow::COUNT + SecretRow::COUNT;
-        sql += &format!(", o AS ({})", crate::outbox::MailRow::insert_sql(first));
-        args.extend(mail.args());
-    }
-    sql += " SELECT 1";
-    D::execute(conn, &sql, args)
-        .await
-        .map(|_| ())
-        .map_err(store_err::<D>)
-}
-
-/// Marks a metadata record received (its secret deleted by the caller).
-fn received_sql(metadata_key: &str) -> String {
-    format!(
-        "UPDATE metadata SET state = 'received', secret_key = NULL, received = $2, \
-         updated = $2 WHERE key = {metadata_key}"
-    )
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -296,24 +255,12 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         metadata: &Metadata,
         mail: Option<&OutboxMail>,
     ) -> Result<(), StoreError> {
-        if D::WRITES_IN_WITH {
-            let mut conn = self.write().await?;
-            return create_in_one_statement::<D>(&mut conn, secret, metadata, mail).await;
+        let share = std::sync::Arc::new((secret.clone(), metadata.clone(), mail.cloned()));
+        match (&self.merge, &self.commit) {
+            (Some(merge), _) => merge.share(share).await,
+            (None, Some(commit)) => commit.share(share).await,
+            (None, None) => self.share_now(vec![share]).await.remove(0),
         }
-        let rows = std::sync::Arc::new((secret.clone(), metadata.clone(), mail.cloned()));
-        self.transact(move |conn| {
-            let rows = rows.clone();
-            Box::pin(async move {
-                let (secret, metadata, mail) = &*rows;
-                insert_metadata::<D>(conn, metadata).await?;
-                insert_secret::<D>(conn, secret).await?;
-                if let Some(mail) = mail {
-                    crate::outbox::insert::<D>(conn, mail).await?;
-                }
-                Ok(())
-            })
-        })
-        .await
     }
 
     async fn find_secret(
@@ -338,6 +285,7 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
     /// The `DELETE` takes the row lock: of concurrent callers one deletes the row, and the
     /// others, once it commits, find none. On Postgres the metadata is marked in the same
     /// statement; on SQLite the single writer runs both statements in one transaction.
+    /// Concurrent calls are merged into one statement when the store merges writes.
     async fn consume_unprotected(
         &self,
         id: &SecretId,
@@ -347,53 +295,16 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         if key_ids.is_empty() {
             return Ok(None);
         }
-        let key = id.to_hex();
-        let key_ids: Vec<String> = key_ids.iter().map(|k| k.to_hex()).collect();
-        let delete = format!(
-            "DELETE FROM secrets WHERE key = $1 AND expires_at > $2 AND scheme = 2 \
-             AND passphrase_cost IS NULL AND key_id IN {} RETURNING {SECRET_COLUMNS}",
-            placeholders(3, key_ids.len())
-        );
-        let mut args = vec![Arg::Text(&key), Arg::Int(now)];
-        args.extend(key_ids.iter().map(|k| Arg::Text(k)));
-        if D::WRITES_IN_WITH {
-            let sql = format!(
-                "WITH s AS ({delete}), m AS ({}) SELECT {SECRET_COLUMNS} FROM s",
-                received_sql("(SELECT metadata_key FROM s)")
-            );
-            let mut conn = self.write().await?;
-            let row = D::fetch_optional(&mut conn, &sql, args)
-                .await
-                .map_err(store_err::<D>)?;
-            return row.as_ref().map(rows::secret::<D>).transpose();
+        let reveal = Reveal {
+            key: id.to_hex(),
+            key_ids: std::sync::Arc::new(key_ids.iter().map(|k| k.to_hex()).collect()),
+            now,
+        };
+        match (&self.merge, &self.commit) {
+            (Some(merge), _) => merge.reveal(reveal).await,
+            (None, Some(commit)) => commit.reveal(reveal).await,
+            (None, None) => self.reveal_now(vec![reveal]).await.remove(0),
         }
-        self.transact(move |conn| {
-            let (key, key_ids, delete) = (key.clone(), key_ids.clone(), delete.clone());
-            Box::pin(async move {
-                let mut args = vec![Arg::Text(&key), Arg::Int(now)];
-                args.extend(key_ids.iter().map(|k| Arg::Text(k)));
-                let row = D::fetch_optional(conn, &delete, args)
-                    .await
-                    .map_err(store_err::<D>)?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let secret = rows::secret::<D>(&row)?;
-                let metadata_key = secret.metadata_id.to_hex();
-                let marked = D::execute(
-                    conn,
-                    &received_sql("$1"),
-                    vec![Arg::Text(&metadata_key), Arg::Int(now)],
-                )
-                .await
-                .map_err(store_err::<D>)?;
-                if marked != 1 {
-                    return Err(StoreError::Other("a secret without its metadata".into()));
-                }
-                Ok(Some(secret))
-            })
-        })
-        .await
     }
 
     async fn take_try(

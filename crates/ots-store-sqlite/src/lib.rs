@@ -5,7 +5,8 @@
 //! writer: every change goes through a pool of one connection, so write transactions are
 //! serialized by construction and reveal-once needs no row locks. Share, reveal, burn and
 //! passphrase tries are committed in groups: one transaction and one fsync for every write
-//! queued meanwhile, each answered only once its group is durable. Reads use their own
+//! queued meanwhile, each answered only once its group is durable; a group's shares and its
+//! reveals without a passphrase are merged into a few multi-row statements. Reads use their own
 //! read-only pool and never block the writer. The statements are the shared SQL core's
 //! (`ots-store-sql`); this crate holds only what SQLite does differently.
 
@@ -63,7 +64,9 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.clone())
+        // A merged statement's text varies with its row count, whether it carries its
+        // batch's BEGIN and COMMIT, and how many mails a share run holds: room for them all.
+        .connect_with(options.clone().statement_cache_capacity(512))
         .await
         .map_err(store_err::<Sqlite>)?;
     if migrate {
