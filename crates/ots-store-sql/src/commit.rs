@@ -179,21 +179,14 @@ async fn try_together<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Resul
 /// one (the jobs of one batch are concurrent, so any order is theirs). The `BEGIN` rides on
 /// the first merged statement and the `COMMIT` on the last when no other job follows.
 async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Vec<Answer>, ()> {
-    let shares: Vec<Share> = batch
-        .iter()
-        .filter_map(|job| match &job.work {
-            Work::Share(share) => Some(share.clone()),
-            _ => None,
-        })
-        .collect();
-    let reveals: Vec<Reveal> = batch
-        .iter()
-        .filter_map(|job| match &job.work {
-            Work::Reveal(reveal) => Some(reveal.clone()),
-            _ => None,
-        })
-        .collect();
-    let others = batch.iter().any(|job| matches!(job.work, Work::Opaque(_)));
+    let (mut shares, mut reveals, mut others) = (Vec::new(), Vec::new(), false);
+    for job in batch {
+        match &job.work {
+            Work::Share(share) => shares.push(share.clone()),
+            Work::Reveal(reveal) => reveals.push(reveal.clone()),
+            Work::Opaque(_) => others = true,
+        }
+    }
     let reveal_runs = reveals.iter().any(|r| !r.key_ids.is_empty());
     let folded_commit = !others && (reveal_runs || !shares.is_empty());
     let mut begun = false;

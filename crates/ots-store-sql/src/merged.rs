@@ -27,7 +27,7 @@ use crate::batch::{chunk_lengths, Batcher};
 use crate::outbox::MailRow;
 use crate::rows::{self, SECRET_COLUMNS};
 use crate::secrets::{placeholders, MetadataRow, SecretRow};
-use crate::{store_err, Arg, Conn, Dialect, SqlStore};
+use crate::{store_err, Arg, Conn, Dialect, Pinned, SqlStore};
 
 /// What one share writes.
 pub(crate) type Share = Arc<(StoredSecret, Metadata, Option<OutboxMail>)>;
@@ -112,49 +112,66 @@ impl Merge {
     }
 }
 
+/// How one kind of merged job is written: its runs on `conn`, `fallback` as for
+/// [`share_runs`].
+type Runs<D, J, A> = for<'c> fn(&'c mut Conn<D>, &'c [J], bool) -> Pinned<'c, Answers<A>>;
+
+/// One answer per job, or one failure for all.
+type Answers<A> = Result<Vec<Result<A, StoreError>>, StoreError>;
+
+fn shares<'c, D: Dialect>(
+    conn: &'c mut Conn<D>,
+    jobs: &'c [Share],
+    fallback: bool,
+) -> Pinned<'c, Answers<()>> {
+    Box::pin(share_runs::<D>(conn, jobs, fallback, Frame::default()))
+}
+
+fn reveals<'c, D: Dialect>(
+    conn: &'c mut Conn<D>,
+    jobs: &'c [Reveal],
+    fallback: bool,
+) -> Pinned<'c, Answers<Option<StoredSecret>>> {
+    Box::pin(reveal_all::<D>(conn, jobs, fallback, Frame::default()))
+}
+
 impl<D: Dialect> SqlStore<D> {
-    /// Stores each share; one answer per share, in order. Where each run is one atomic
-    /// statement (Postgres), on a pooled connection outside any transaction; otherwise all
-    /// in one transaction, which fails as a whole.
+    /// Stores each share; one answer per share, in order.
     pub(crate) async fn share_now(&self, jobs: Vec<Share>) -> Vec<Result<(), StoreError>> {
-        let n = jobs.len();
-        let answers = if D::WRITES_IN_WITH {
-            match self.write().await {
-                Ok(mut conn) => share_runs::<D>(&mut conn, &jobs, true, Frame::default()).await,
-                Err(err) => Err(err),
-            }
-        } else {
-            let jobs = Arc::new(jobs);
-            self.transact(move |conn| {
-                let jobs = jobs.clone();
-                Box::pin(async move { share_runs::<D>(conn, &jobs, false, Frame::default()).await })
-            })
-            .await
-        };
-        answers.unwrap_or_else(|err| vec![Err(err); n])
+        self.run_now(jobs, shares::<D>).await
     }
 
-    /// Takes each reveal's secret; one answer per reveal, in order; run as [`Self::share_now`]
-    /// runs shares.
+    /// Takes each reveal's secret; one answer per reveal, in order.
     pub(crate) async fn reveal_now(
         &self,
         jobs: Vec<Reveal>,
     ) -> Vec<Result<Option<StoredSecret>, StoreError>> {
+        self.run_now(jobs, reveals::<D>).await
+    }
+
+    /// Where each run is one atomic statement (Postgres), on a pooled connection outside any
+    /// transaction, a failed run replayed job by job; otherwise all in one transaction, which
+    /// fails as a whole.
+    async fn run_now<J, A>(&self, jobs: Vec<J>, runs: Runs<D, J, A>) -> Vec<Result<A, StoreError>>
+    where
+        J: Send + Sync + 'static,
+        A: Send + 'static,
+    {
         let n = jobs.len();
         let answers = if D::WRITES_IN_WITH {
             match self.write().await {
-                Ok(mut conn) => reveal_all::<D>(&mut conn, &jobs, true, Frame::default()).await,
+                Ok(mut conn) => runs(&mut conn, &jobs, true).await,
                 Err(err) => Err(err),
             }
         } else {
             let jobs = Arc::new(jobs);
             self.transact(move |conn| {
                 let jobs = jobs.clone();
-                Box::pin(async move { reveal_all::<D>(conn, &jobs, false, Frame::default()).await })
+                Box::pin(async move { runs(conn, &jobs, false).await })
             })
             .await
         };
-        answers.unwrap_or_else(|err| vec![Err(err); n])
+        answers.unwrap_or_else(|err| (0..n).map(|_| Err(err.clone())).collect())
     }
 }
 
@@ -166,7 +183,7 @@ pub(crate) async fn share_runs<D: Dialect>(
     jobs: &[Share],
     fallback: bool,
     frame: Frame,
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+) -> Answers<()> {
     let mut answers = Vec::with_capacity(jobs.len());
     let mut at = 0;
     let lengths = chunk_lengths(jobs.len());
@@ -243,7 +260,7 @@ pub(crate) async fn reveal_all<D: Dialect>(
     jobs: &[Reveal],
     fallback: bool,
     frame: Frame,
-) -> Result<Vec<Result<Option<StoredSecret>, StoreError>>, StoreError> {
+) -> Answers<Option<StoredSecret>> {
     // Per set of key ids: the keys asked, each once, and the latest time asked.
     type Group<'j> = (&'j Arc<Vec<String>>, Vec<&'j str>, UnixTime);
     let mut groups: Vec<Group> = Vec::new();
