@@ -127,11 +127,37 @@ where
         }));
     }
     let (mut samples, mut failed) = (Samples::default(), 0);
-    for task in tasks {
+    let mut timeline = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
         match task.await {
-            Ok((true, latency)) => samples.0.push(latency),
+            Ok((true, latency)) => {
+                samples.0.push(latency);
+                timeline.push(((every * i as u32).as_millis() / 50, latency));
+            }
             _ => failed += 1,
         }
     }
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        print_stalls(timeline);
+    }
     Report::of(name, samples, started.elapsed().as_secs_f64(), failed)
+}
+
+/// Each 50 ms window (by when its pairs were due) in which a pair took over 10 ms: one stall
+/// shows as a few adjacent windows full of slow pairs, slowness spread out as many thin ones.
+fn print_stalls(timeline: Vec<(u128, Duration)>) {
+    let slow = Duration::from_millis(10);
+    let mut windows = std::collections::BTreeMap::<u128, (Duration, u32)>::new();
+    for (window, latency) in timeline {
+        let w = windows.entry(window).or_default();
+        w.0 = w.0.max(latency);
+        w.1 += u32::from(latency > slow);
+    }
+    for (window, (max, over)) in windows.into_iter().filter(|(_, (max, _))| *max > slow) {
+        eprintln!(
+            "  due at {:>5} ms: max {:>6.1} ms, {over} pairs over 10 ms",
+            window * 50,
+            max.as_secs_f64() * 1e3
+        );
+    }
 }
