@@ -13,10 +13,19 @@
 //!
 //! The task borrows the pool's single connection for each batch, so writes that do not go
 //! through it (the sweep, the outbox, accounts) are still serialized with the batches.
+//!
+//! With `Checkpoints`, a connection of its own copies the write-ahead log into the database
+//! file after batches, while the writer goes on. SQLite's automatic checkpoint runs in the
+//! committing connection: every ~1000 pages, one batch waited for the copy and the database
+//! file's fsync, and every request queued behind it. The writer still checkpoints itself at
+//! that size, but finds the log copied but for its last few pages, and only a checkpoint by
+//! the writer, with no write between it and the next, lets the log restart from its
+//! beginning (one beside a busy writer never catches up with it).
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use sqlx::Pool;
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +35,19 @@ use ots_domain::StoreError;
 use crate::merged::{reveal_all, share_runs, Frame, Reveal, Share};
 use crate::{store_err, Conn, Dialect};
 use ots_domain::StoredSecret;
+
+/// A connection that checkpoints the log, and the statement that does it without blocking the
+/// writer (SQLite: `PRAGMA wal_checkpoint(PASSIVE)`). The writer keeps its own automatic
+/// checkpoint, or the log never restarts and grows for as long as writes come.
+pub struct Checkpoints<D: Dialect> {
+    pub pool: Pool<D::Db>,
+    pub statement: &'static str,
+}
+
+/// How long the checkpointer lets commits gather after one checkpoint before the next, and
+/// how often it checkpoints without being asked (writes outside the batches).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
+const CHECKPOINT_ANYWAY: Duration = Duration::from_secs(1);
 
 /// A future borrowing the writer connection.
 pub type Pinned<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
@@ -67,11 +89,16 @@ fn stopped() -> StoreError {
 }
 
 impl<D: Dialect> GroupCommit<D> {
-    /// Starts the writer task over `pool` (one connection). It ends when every handle is
-    /// dropped.
-    pub fn start(pool: Pool<D::Db>) -> Self {
+    /// Starts the writer task over `pool` (one connection), and the checkpointer if any.
+    /// Both end when every handle is dropped.
+    pub fn start(pool: Pool<D::Db>, checkpoints: Option<Checkpoints<D>>) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(writer::<D>(pool, jobs));
+        let committed = checkpoints.map(|checkpoints| {
+            let (committed, due) = mpsc::channel(1);
+            tokio::spawn(checkpointer::<D>(checkpoints, due));
+            committed
+        });
+        tokio::spawn(writer::<D>(pool, jobs, committed));
         Self { queue }
     }
 
@@ -115,7 +142,11 @@ impl<D: Dialect> GroupCommit<D> {
     }
 }
 
-async fn writer<D: Dialect>(pool: Pool<D::Db>, mut jobs: mpsc::Receiver<Job<D>>) {
+async fn writer<D: Dialect>(
+    pool: Pool<D::Db>,
+    mut jobs: mpsc::Receiver<Job<D>>,
+    committed: Option<mpsc::Sender<()>>,
+) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -139,6 +170,32 @@ async fn writer<D: Dialect>(pool: Pool<D::Db>, mut jobs: mpsc::Receiver<Job<D>>)
         for (reply, answer) in answers {
             let _ = reply.send(answer);
         }
+        if let Some(committed) = &committed {
+            // Full means a checkpoint is already due; it will take this batch's pages too.
+            let _ = committed.try_send(());
+        }
+    }
+}
+
+/// Checkpoints after commits (at most every `CHECKPOINT_PAUSE`) and every
+/// `CHECKPOINT_ANYWAY`, until the writer stops. A failed checkpoint only leaves the log
+/// longer until the next one; nothing waits for it.
+async fn checkpointer<D: Dialect>(checkpoints: Checkpoints<D>, mut due: mpsc::Receiver<()>) {
+    loop {
+        if let Ok(None) = tokio::time::timeout(CHECKPOINT_ANYWAY, due.recv()).await {
+            break;
+        }
+        let done = match checkpoints.pool.acquire().await {
+            Ok(mut conn) => D::execute(&mut conn, checkpoints.statement, vec![])
+                .await
+                .map(|_| ())
+                .map_err(store_err::<D>),
+            Err(err) => Err(store_err::<D>(err)),
+        };
+        if let Err(err) = done {
+            tracing::warn!(error = %err, "checkpoint failed; will retry");
+        }
+        tokio::time::sleep(CHECKPOINT_PAUSE).await;
     }
 }
 

@@ -13,7 +13,7 @@ use sqlx::{Database, Pool};
 
 use ots_domain::StoreError;
 
-pub use commit::{GroupCommit, Pinned};
+pub use commit::{Checkpoints, GroupCommit, Pinned};
 
 mod batch;
 mod commit;
@@ -223,9 +223,10 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// Commits the writes of share, reveal, burn and passphrase tries in groups (see
-    /// [`GroupCommit`]): for a `writer` pool of one connection.
-    pub fn with_group_commit(mut self) -> Self {
-        self.commit = Some(GroupCommit::start(self.writer.clone()));
+    /// [`GroupCommit`]): for a `writer` pool of one connection. With `checkpoints`, the log
+    /// is copied into the database on another connection, never by the writer.
+    pub fn with_group_commit(mut self, checkpoints: Option<commit::Checkpoints<D>>) -> Self {
+        self.commit = Some(GroupCommit::start(self.writer.clone(), checkpoints));
         self
     }
 

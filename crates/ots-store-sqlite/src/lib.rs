@@ -17,7 +17,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use ots_domain::StoreError;
-use ots_store_sql::{store_err, Dialect, SqlStore};
+use ots_store_sql::{store_err, Checkpoints, Dialect, SqlStore};
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
@@ -72,11 +72,23 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
     if migrate {
         SqliteStore::new(writer.clone(), None).migrate().await?;
     }
+    // Copies the log into the database file after commits, beside the writer: a passive
+    // checkpoint takes no lock a writer or reader waits for.
+    let checkpointer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone())
+        .await
+        .map_err(store_err::<Sqlite>)?;
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options.read_only(true))
         .await
         .map_err(store_err::<Sqlite>)?;
-    Ok(SqlStore::new(writer, Some(reader)).with_group_commit())
+    let checkpoints = Checkpoints {
+        pool: checkpointer,
+        statement: "PRAGMA wal_checkpoint(PASSIVE)",
+    };
+    Ok(SqlStore::new(writer, Some(reader)).with_group_commit(Some(checkpoints)))
 }
