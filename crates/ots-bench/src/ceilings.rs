@@ -1,5 +1,5 @@
 //! What the machine allows, measured in the same run: a bare poem handler, pgbench running
-//! ots's own SQL and the least SQL a pair needs, and a raw SQLite loop.
+//! ots's own SQL and the least SQL a pair needs, a raw SQLite loop, and the disk's own fsync.
 
 use std::path::Path;
 use std::process::Command;
@@ -157,4 +157,45 @@ pub fn raw_sqlite(path: &Path, seconds: f64) -> Result<f64> {
         pairs += 1;
     }
     Ok(pairs as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The disk under both SQL stores: 8 KiB appended and `fdatasync`ed in a loop, one at a time.
+/// Every durable commit waits for one such flush, so its tail bounds a store's: a single
+/// 50 ms flush at 2,000 pairs/s holds up 100 pairs, 1% of a 5 s run, whatever the server does.
+pub struct Fsyncs {
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    /// Flushes over 10 ms.
+    pub slow: usize,
+}
+
+pub fn disk_fsync(dir: &Path, seconds: f64) -> Result<Fsyncs> {
+    use std::io::Write;
+    let path = dir.join("fsync.bin");
+    let mut file = std::fs::File::create(&path)?;
+    let block = vec![0x5a_u8; 8192];
+    let mut samples = load::Samples::default();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds {
+        file.write_all(&block)?;
+        let t = Instant::now();
+        file.sync_data()?;
+        samples.0.push(t.elapsed());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&path);
+    let slow = samples
+        .0
+        .iter()
+        .filter(|d| **d > Duration::from_millis(10))
+        .count();
+    Ok(Fsyncs {
+        per_sec: samples.0.len() as f64 / elapsed,
+        p50: samples.pct(0.50),
+        p99: samples.pct(0.99),
+        max: samples.pct(1.0),
+        slow,
+    })
 }

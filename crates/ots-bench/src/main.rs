@@ -205,6 +205,26 @@ async fn main() -> Result<()> {
         println!();
     }
 
+    // The disk both SQL stores flush to.
+    let disk = if wanted("sqlite") || (wanted("postgres") && pg_admin.is_some()) {
+        let fsyncs = {
+            let (dir, secs) = (dir.clone(), seconds);
+            tokio::task::spawn_blocking(move || ceilings::disk_fsync(&dir, secs)).await??
+        };
+        println!(
+            "{:<40} {:>9.0} fsync/s  p50 {:>7.2} ms   p99 {:>7.2} ms   max {:.1} ms, {} over 10 ms\n",
+            "disk: 8 KiB write + fdatasync",
+            fsyncs.per_sec,
+            fsyncs.p50.as_secs_f64() * 1e3,
+            fsyncs.p99.as_secs_f64() * 1e3,
+            fsyncs.max.as_secs_f64() * 1e3,
+            fsyncs.slow
+        );
+        Some(fsyncs)
+    } else {
+        None
+    };
+
     // SQLite: the raw loop on a file with ots's schema.
     if wanted("sqlite") {
         let raw_path = dir.join("raw").join("ots.db");
@@ -284,6 +304,14 @@ async fn main() -> Result<()> {
             run.half.p50.as_secs_f64() * 1e3,
             run.half.p99.as_secs_f64() * 1e3
         );
+        if let (Some(disk), true) = (&disk, run.name != "memory") {
+            println!(
+                "  {:<9} each pair waits for 2 flushes or more; the disk's own: p99 {:.2} ms, max {:.1} ms",
+                run.name,
+                disk.p99.as_secs_f64() * 1e3,
+                disk.max.as_secs_f64() * 1e3
+            );
+        }
         let beyond = run.peak_kib.saturating_sub(run.idle_kib + run.data_kib);
         println!(
             "  {:<9} RSS idle {:.1} MiB; under load {:.1} MiB, of which data {:.1} MiB, beyond data and idle {:.1} MiB",
