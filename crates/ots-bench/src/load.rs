@@ -1,7 +1,7 @@
 //! Load generators: closed loops (each client sends its next request when the last one is
-//! answered: the peak rate) and an open loop at a fixed rate (requests leave on schedule
-//! whatever the answers do, and latency counts from the scheduled moment, so a stall is
-//! not hidden by clients that wait for it).
+//! answered: the peak rate) and an open loop at a fixed rate (each request is due on a
+//! schedule whatever the answers do, and its latency counts from when it was due, so a stall
+//! is not hidden by clients that wait for it).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -105,36 +105,63 @@ where
     Report::of(name, samples, elapsed, failed)
 }
 
-/// Starts `op` `rate` times a second for `seconds` on one shared client, whatever the
-/// answers do; each latency counts from the moment the op was due.
-pub async fn fixed_rate<F, Fut>(name: &str, rate: f64, seconds: f64, op: F) -> Report
+/// Starts `op` `rate` times a second for `seconds` over `clients` keep-alive connections,
+/// whatever the answers do (as wrk2 does): op `i` is due at `i / rate` and goes on connection
+/// `i % clients`, waiting there if that connection is still busy, and its latency counts from
+/// when it was due, so a stall is counted in full for every op it delays. Each connection is
+/// opened by one op before the schedule starts: with a pool that opens a connection whenever
+/// all are busy, a slow moment opened dozens at once, and accepting them made it slower.
+pub async fn fixed_rate<F, Fut>(
+    name: &str,
+    rate: f64,
+    seconds: f64,
+    clients: usize,
+    op: F,
+) -> Report
 where
     F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = bool> + Send + 'static,
 {
-    let client = client();
     let every = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let count = (rate * seconds) as u32;
+    let count = (rate * seconds) as usize;
+    let clients = clients.clamp(1, count.max(1));
+    let mut warm = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (op, client) = (op.clone(), client());
+        warm.push(tokio::spawn(async move {
+            op(client.clone()).await;
+            client
+        }));
+    }
+    let mut connections = Vec::with_capacity(clients);
+    for w in warm {
+        connections.push(w.await.unwrap_or_else(|_| client()));
+    }
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(count as usize);
-    for i in 0..count {
-        let due = started + every * i;
-        tokio::time::sleep_until(due.into()).await;
-        let (op, client) = (op.clone(), client.clone());
+    let mut tasks = Vec::with_capacity(clients);
+    for (k, client) in connections.into_iter().enumerate() {
+        let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let ok = op(client).await;
-            (ok, due.elapsed())
+            let mut mine = Vec::with_capacity(count / clients + 1);
+            for i in (k..count).step_by(clients) {
+                let due = started + every * i as u32;
+                tokio::time::sleep_until(due.into()).await;
+                let ok = op(client.clone()).await;
+                mine.push((i, ok, due.elapsed()));
+            }
+            mine
         }));
     }
     let (mut samples, mut failed) = (Samples::default(), 0);
     let mut timeline = Vec::new();
-    for (i, task) in tasks.into_iter().enumerate() {
-        match task.await {
-            Ok((true, latency)) => {
+    for task in tasks {
+        for (i, ok, latency) in task.await.unwrap_or_default() {
+            if ok {
                 samples.0.push(latency);
                 timeline.push(((every * i as u32).as_millis() / 50, latency));
+            } else {
+                failed += 1;
             }
-            _ => failed += 1,
         }
     }
     if std::env::var_os("BENCH_TIMELINE").is_some() {

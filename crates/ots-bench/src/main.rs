@@ -117,6 +117,7 @@ async fn run_store(
         &format!("ots {name}: pairs at half that, fixed"),
         pairs.ops_per_sec / 2.0,
         seconds,
+        clients,
         {
             let base = base.clone();
             move |c| pair(c, base.clone(), false)
