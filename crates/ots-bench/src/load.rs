@@ -27,6 +27,8 @@ impl Samples {
 pub struct Report {
     pub name: String,
     pub ops_per_sec: f64,
+    /// Operations that succeeded.
+    pub count: usize,
     pub p50: Duration,
     pub p99: Duration,
     pub failed: u64,
@@ -37,6 +39,7 @@ impl Report {
         Self {
             name: name.to_owned(),
             ops_per_sec: samples.0.len() as f64 / elapsed,
+            count: samples.0.len(),
             p50: samples.pct(0.50),
             p99: samples.pct(0.99),
             failed,

@@ -24,7 +24,7 @@ mod load;
 mod server;
 
 use load::Report;
-use server::{get_ok, pair, rss_kib, start_ots};
+use server::{get_ok, pair, rss_kib, start_ots, CpuPerOp};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -77,6 +77,9 @@ struct StoreRun {
     /// Metadata records the process holds as data at the peak (in-memory store only).
     data_kib: u64,
     ceilings: Vec<(String, f64)>,
+    /// CPU per pair in the closed loop, and per request of `/api/v1/status` (memory).
+    cpu: CpuPerOp,
+    status_cpu: Option<CpuPerOp>,
 }
 
 async fn run_store(
@@ -102,14 +105,17 @@ async fn run_store(
             }
         }
     });
-    let pairs = load::closed(
-        &format!("ots {name}: share+reveal pairs"),
-        clients,
-        seconds,
-        {
-            let base = base.clone();
-            move |c| pair(c, base.clone(), false)
-        },
+    let (pairs, cpu) = CpuPerOp::measure(
+        pid,
+        load::closed(
+            &format!("ots {name}: share+reveal pairs"),
+            clients,
+            seconds,
+            {
+                let base = base.clone();
+                move |c| pair(c, base.clone(), false)
+            },
+        ),
     )
     .await;
     pairs.print("pair");
@@ -166,6 +172,8 @@ async fn run_store(
         peak_kib,
         data_kib,
         ceilings: Vec::new(),
+        cpu,
+        status_cpu: None,
     })
 }
 
@@ -188,12 +196,15 @@ async fn main() -> Result<()> {
     if wanted("memory") {
         let poem = ceilings::bare_poem(clients, seconds).await;
         poem.print("req");
-        let status = {
+        let (status, status_cpu) = {
             let server = start_ots("memory://", &dir.join("status"), 12).await?;
             let url = Arc::new(format!("{}/api/v1/status", server.base));
-            load::closed("ots memory: /api/v1/status", clients, seconds, move |c| {
-                get_ok(c, url.clone())
-            })
+            CpuPerOp::measure(
+                server.child.id(),
+                load::closed("ots memory: /api/v1/status", clients, seconds, move |c| {
+                    get_ok(c, url.clone())
+                }),
+            )
             .await
         };
         status.print("req");
@@ -202,6 +213,7 @@ async fn main() -> Result<()> {
             ("/api/v1/status".into(), status.ops_per_sec),
             ("bare poem".into(), poem.ops_per_sec),
         ];
+        run.status_cpu = Some(status_cpu);
         runs.push(run);
         println!();
     }
@@ -312,6 +324,23 @@ async fn main() -> Result<()> {
                 disk.p99.as_secs_f64() * 1e3,
                 disk.max.as_secs_f64() * 1e3
             );
+        }
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        match run.status_cpu {
+            Some(status) => println!(
+                "  {:<9} CPU per request: ots {:.1} µs, load generator {:.1} µs; /api/v1/status: ots {:.1} µs, load generator {:.1} µs",
+                run.name,
+                us(run.cpu.server) / 2.0,
+                us(run.cpu.generator) / 2.0,
+                us(status.server),
+                us(status.generator)
+            ),
+            None => println!(
+                "  {:<9} CPU per pair: ots {:.0} µs, load generator {:.0} µs",
+                run.name,
+                us(run.cpu.server),
+                us(run.cpu.generator)
+            ),
         }
         let beyond = run.peak_kib.saturating_sub(run.idle_kib + run.data_kib);
         println!(

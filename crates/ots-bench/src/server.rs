@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use reqwest::header::CONTENT_TYPE;
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -28,6 +29,49 @@ pub fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user and system) `pid` has used so far, from `/proc` in 10 ms ticks.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesised command name, the fields start at the third (state); utime
+    // and stime are the 14th and 15th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time the server and the load generator (this process) spent per operation of a run:
+/// on a shared machine a rate moves with the neighbours, what each side spends on an
+/// operation much less.
+#[derive(Clone, Copy, Default)]
+pub struct CpuPerOp {
+    pub server: Duration,
+    pub generator: Duration,
+}
+
+impl CpuPerOp {
+    /// Measures `run` (which returns how many operations succeeded) on server `pid`.
+    pub async fn measure<F: std::future::Future<Output = crate::load::Report>>(
+        pid: u32,
+        run: F,
+    ) -> (crate::load::Report, Self) {
+        let me = std::process::id();
+        let (server, generator) = (cpu_time(pid), cpu_time(me));
+        let report = run.await;
+        let ops = report.count.max(1) as u32;
+        let cpu = Self {
+            server: cpu_time(pid).saturating_sub(server) / ops,
+            generator: cpu_time(me).saturating_sub(generator) / ops,
+        };
+        (report, cpu)
+    }
 }
 
 pub struct Server {
@@ -90,40 +134,56 @@ pub async fn start_ots(database_url: &str, dir: &Path, bcrypt_cost: u32) -> Resu
     bail!("ots did not become ready on {database_url}")
 }
 
+/// The share's body, urlencoded as OneTimeSecret clients send it, with and without a
+/// passphrase. Fixed bytes, so the load generator spends its share of the two cores on what
+/// a wrk script would (sending, reading one field), not on encoding the same form each time.
+const SHARE: &str = "secret=benchmark+value+0123456789&ttl=3600";
+const SHARE_WITH_PASSPHRASE: &str =
+    "secret=benchmark+value+0123456789&ttl=3600&passphrase=bench+passphrase";
+const REVEAL_WITH_PASSPHRASE: &str = "passphrase=bench+passphrase";
+
+/// The one field of the share's answer the reveal needs.
+#[derive(serde::Deserialize)]
+struct Shared<'a> {
+    secret_key: &'a str,
+}
+
 /// One share and one reveal of what was shared, as OneTimeSecret clients send them
 /// (urlencoded); true when both succeeded.
 pub async fn pair(client: reqwest::Client, base: Arc<String>, passphrase: bool) -> bool {
-    let mut form = vec![("secret", "benchmark value 0123456789"), ("ttl", "3600")];
-    if passphrase {
-        form.push(("passphrase", "bench passphrase"));
-    }
+    let (share, reveal) = if passphrase {
+        (SHARE_WITH_PASSPHRASE, REVEAL_WITH_PASSPHRASE)
+    } else {
+        (SHARE, "")
+    };
+    let form = "application/x-www-form-urlencoded";
     let Ok(resp) = client
         .post(format!("{base}/api/v1/share"))
-        .form(&form)
+        .header(CONTENT_TYPE, form)
+        .body(share)
         .send()
         .await
     else {
         return false;
     };
-    let Ok(body) = resp.json::<serde_json::Value>().await else {
+    if !resp.status().is_success() {
+        return false;
+    }
+    let Ok(body) = resp.bytes().await else {
         return false;
     };
-    let Some(key) = body["secret_key"].as_str() else {
+    let Ok(Shared { secret_key }) = serde_json::from_slice::<Shared>(&body) else {
         return false;
-    };
-    let reveal = if passphrase {
-        vec![("passphrase", "bench passphrase")]
-    } else {
-        vec![]
     };
     match client
-        .post(format!("{base}/api/v1/secret/{key}"))
-        .form(&reveal)
+        .post(format!("{base}/api/v1/secret/{secret_key}"))
+        .header(CONTENT_TYPE, form)
+        .body(reveal)
         .send()
         .await
     {
-        Ok(resp) => resp.status().is_success(),
-        Err(_) => false,
+        Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
+        _ => false,
     }
 }
 
