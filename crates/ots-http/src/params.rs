@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use base64::Engine;
+use futures_util::StreamExt;
 use poem::http::{header, StatusCode};
 use poem::web::Multipart;
 use poem::{Body, FromRequest, Request, RequestBody};
@@ -161,7 +162,7 @@ async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed,
         return Err(too_large());
     }
     let bytes = match body.take() {
-        Ok(b) => b.into_bytes_limit(limit).await.map_err(|e| match e {
+        Ok(b) => read_limited(b, limit).await.map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => too_large(),
             other => JsonError::bad_request(format!("Could not read the request body: {other}")),
         })?,
@@ -181,7 +182,7 @@ async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed,
         FORM => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
             .map(|pairs| (pairs.into_iter().collect(), Vec::new()))
             .map_err(|e| JsonError::bad_request(format!("Invalid urlencoded body: {e}"))),
-        MULTIPART => Ok((parse_multipart(request, bytes.to_vec()).await?, Vec::new())),
+        MULTIPART => Ok((parse_multipart(request, bytes).await?, Vec::new())),
         JSON => parse_json(&bytes),
         _ => Err(JsonError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -190,6 +191,23 @@ async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed,
             ),
         )),
     }
+}
+
+/// The body, refused past `limit` bytes. Not poem's `into_bytes_limit`: that reads through
+/// a 4 KiB array held across its awaits, so the array is zeroed on every request and every
+/// future above it is over 4 KiB, and each of poem's boxed endpoint layers moves it again.
+/// Chunks are appended as they come.
+async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, poem::error::ReadBodyError> {
+    let mut chunks = std::pin::pin!(body.into_bytes_stream());
+    let mut data = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(poem::error::ReadBodyError::Io)?;
+        if data.len() + chunk.len() > limit {
+            return Err(poem::error::ReadBodyError::PayloadTooLarge);
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
 
 async fn parse_multipart(
