@@ -169,14 +169,16 @@ const ROUTES: &[(&str, &str)] = &[
 /// The route a path is on: `:key` stands for any one segment, and earlier routes win (so
 /// `/api/v1/private/recent` is not taken for a key).
 fn route(path: &str) -> Option<(&'static str, &'static str)> {
-    let segments: Vec<&str> = path.split('/').collect();
     ROUTES.iter().copied().find(|(route, _)| {
-        let pattern: Vec<&str> = route.split('/').collect();
-        pattern.len() == segments.len()
-            && pattern
-                .iter()
-                .zip(&segments)
-                .all(|(p, s)| p == s || (*p == ":key" && !s.is_empty()))
+        // Segment by segment, without collecting either side: this runs on every request.
+        let (mut pattern, mut segments) = (route.split('/'), path.split('/'));
+        loop {
+            match (pattern.next(), segments.next()) {
+                (None, None) => return true,
+                (Some(p), Some(s)) if p == s || (p == ":key" && !s.is_empty()) => {}
+                _ => return false,
+            }
+        }
     })
 }
 
