@@ -3,7 +3,10 @@
 use ring::aead;
 use zeroize::Zeroizing;
 
-use super::{aead_key, open, open_random, seal, seal_random, MIN_MASTER_SECRET_LEN};
+use super::{
+    aead_key, aead_key_salted, open, open_random, seal, seal_random, MIN_MASTER_SECRET_LEN,
+    SEALED_SALT,
+};
 use crate::model::{KeyId, SecretKey, SecretValue, Sensitive};
 use crate::random::Rng;
 
@@ -82,7 +85,7 @@ impl Keyring {
     }
 
     fn field_key(master: &Master, purpose: &str) -> aead::LessSafeKey {
-        aead_key(&master.secret, b"ots/v2/sealed", &[purpose.as_bytes()])
+        aead_key_salted(&SEALED_SALT, &master.secret, &[purpose.as_bytes()])
     }
 
     /// Seals `plain` for `purpose` under the current master secret: `key id || nonce ||
