@@ -23,3 +23,8 @@ check:
 bench:
     cargo build --release -p ots-server -p ots-bench
     BENCH_PG_URL="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}" target/release/ots-bench
+
+# Instructions per pair and per status request on the memory store, under callgrind (needs valgrind)
+callgrind:
+    cargo build --release -p ots-server
+    crates/ots-bench/callgrind.sh target/release/ots
