@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::load::{self, Report};
-use crate::server::{free_port, get_ok};
+use crate::server::{free_port, get_ok, CpuMark, CpuPerOp};
 
 pub async fn bare_poem(clients: usize, seconds: f64) -> Report {
     let port = free_port();
@@ -66,16 +66,17 @@ WITH s AS (DELETE FROM min_secrets WHERE key = 's' || :client_id || '-' || :n RE
 "#;
 
 /// Pairs a second: pgbench runs `script` (one transaction = one pair), prepared, as ots's
-/// statements are.
+/// statements are; with the CPU each side and the machine spent per pair.
 pub fn pgbench(
     url: &str,
     script_sql: &str,
     clients: usize,
     seconds: f64,
     dir: &Path,
-) -> Result<f64> {
+) -> Result<(f64, CpuPerOp)> {
     let script = dir.join("pair.sql");
     std::fs::write(&script, script_sql)?;
+    let mark = CpuMark::now(None);
     let out = Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-f"])
         .arg(&script)
@@ -91,16 +92,22 @@ pub fn pgbench(
         .output()
         .context("running pgbench (apt-get install postgresql-client)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.starts_with("tps"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .and_then(|v| v.parse().ok())
-        .with_context(|| {
-            format!(
-                "pgbench said: {text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+    let said = || {
+        format!(
+            "pgbench said: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let field = |starts: &str, nth: usize| {
+        text.lines()
+            .find(|l| l.starts_with(starts))
+            .and_then(|l| l.split_whitespace().nth(nth))
+            .and_then(|v| v.split('/').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let tps = field("tps", 2).with_context(said)?;
+    let done = field("number of transactions actually processed", 5).with_context(said)?;
+    Ok((tps, mark.per_op(done as usize)))
 }
 
 /// Pairs a second that SQLite itself allows with ots's durability: one loop, no server, the

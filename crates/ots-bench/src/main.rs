@@ -77,6 +77,8 @@ struct StoreRun {
     /// Metadata records the process holds as data at the peak (in-memory store only).
     data_kib: u64,
     ceilings: Vec<(String, f64)>,
+    /// What a ceiling run spent per pair, where it was measured (pgbench).
+    ceiling_cpu: Vec<(String, CpuPerOp)>,
     /// CPU per pair in the closed loop, and per request of `/api/v1/status` (memory).
     cpu: CpuPerOp,
     status_cpu: Option<CpuPerOp>,
@@ -172,6 +174,7 @@ async fn run_store(
         peak_kib,
         data_kib,
         ceilings: Vec::new(),
+        ceiling_cpu: Vec::new(),
         cpu,
         status_cpu: None,
     })
@@ -274,15 +277,21 @@ async fn main() -> Result<()> {
     };
     if let Some(url) = &pg_url {
         let pg_clients = clients.min(16);
-        let ots_sql = ceilings::pgbench(url, ceilings::PGBENCH_OTS_SQL, pg_clients, seconds, &dir)?;
+        let (ots_sql, ots_sql_cpu) =
+            ceilings::pgbench(url, ceilings::PGBENCH_OTS_SQL, pg_clients, seconds, &dir)?;
         println!("{:<40} {ots_sql:>9.0} pair/s", "pgbench, ots's SQL");
         psql(url, ceilings::PGBENCH_MIN_SCHEMA)?;
-        let min_sql = ceilings::pgbench(url, ceilings::PGBENCH_MIN_SQL, pg_clients, seconds, &dir)?;
+        let (min_sql, min_sql_cpu) =
+            ceilings::pgbench(url, ceilings::PGBENCH_MIN_SQL, pg_clients, seconds, &dir)?;
         println!("{:<40} {min_sql:>9.0} pair/s", "pgbench, the least SQL");
         let mut run = run_store("postgres", url, &dir, clients, seconds).await?;
         run.ceilings = vec![
             ("pgbench, the least SQL".into(), min_sql),
             ("pgbench, ots's SQL".into(), ots_sql),
+        ];
+        run.ceiling_cpu = vec![
+            ("pgbench, the least SQL".into(), min_sql_cpu),
+            ("pgbench, ots's SQL".into(), ots_sql_cpu),
         ];
         runs.push(run);
         if let Some(admin) = &pg_admin {
@@ -336,11 +345,25 @@ async fn main() -> Result<()> {
                 us(status.generator)
             ),
             None => println!(
-                "  {:<9} CPU per pair: ots {:.0} µs, load generator {:.0} µs",
+                "  {:<9} CPU per pair: ots {:.0} µs, load generator {:.0} µs, Postgres {:.0} µs; the machine {:.0} µs",
                 run.name,
                 us(run.cpu.server),
-                us(run.cpu.generator)
+                us(run.cpu.generator),
+                us(run.cpu.postgres),
+                us(run.cpu.machine)
             ),
+        }
+        for (name, cpu) in &run.ceiling_cpu {
+            // Where the cores are saturated, a rate is the cores' time over the machine's
+            // CPU per pair: this is the ratio ots could reach at most, at its own CPU cost.
+            println!(
+                "  {:<9} {name}, CPU per pair: pgbench {:.0} µs, Postgres {:.0} µs; the machine {:.0} µs, so on CPU alone ots reaches at most {:.1}% of it",
+                run.name,
+                us(cpu.generator),
+                us(cpu.postgres),
+                us(cpu.machine),
+                us(cpu.machine) / us(run.cpu.machine).max(1.0) * 100.0
+            );
         }
         let beyond = run.peak_kib.saturating_sub(run.idle_kib + run.data_kib);
         println!(

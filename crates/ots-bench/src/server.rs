@@ -31,29 +31,130 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user and system) `pid` has used so far, from `/proc` in 10 ms ticks.
-pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the parenthesised command name, the fields start at the third (state); utime
-    // and stime are the 14th and 15th.
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
+/// Fields of `/proc/{pid}/stat` after the parenthesised command name, from the third
+/// (state) on; `None` when the process is gone.
+fn stat_fields(pid: &str) -> Option<(String, Vec<u64>)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
+    // The state is not a number; keep the positions by parsing it as 0.
+    let fields = rest
         .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .collect();
+    Some((comm, fields))
 }
 
-/// CPU time the server and the load generator (this process) spent per operation of a run:
-/// on a shared machine a rate moves with the neighbours, what each side spends on an
-/// operation much less.
+fn ticks(t: u64) -> Duration {
+    Duration::from_millis(t * 10)
+}
+
+/// CPU time (user and system) `pid` has used so far, from `/proc` in 10 ms ticks; with
+/// `children`, also that of its children it has waited for (how pgbench's time is counted
+/// once it has exited, and a backend's once the postmaster has reaped it).
+fn process_cpu(pid: &str, children: bool) -> Duration {
+    // utime, stime, cutime, cstime are the 14th to 17th fields, 11th to 14th from the state.
+    let take = if children { 4 } else { 2 };
+    stat_fields(pid).map_or(Duration::ZERO, |(_, f)| {
+        ticks(f.iter().skip(11).take(take).sum())
+    })
+}
+
+pub fn cpu_time(pid: u32) -> Duration {
+    process_cpu(&pid.to_string(), false)
+}
+
+/// CPU time of the children this process has waited for (pgbench, once it has exited).
+pub fn children_cpu_time() -> Duration {
+    process_cpu("self", true).saturating_sub(process_cpu("self", false))
+}
+
+/// CPU time of every process named `postgres` on the machine (the postmaster with the
+/// backends it has reaped, the live backends, the WAL writer and checkpointer).
+pub fn postgres_cpu_time() -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        .filter_map(|pid| stat_fields(&pid))
+        .filter(|(comm, _)| comm == "postgres")
+        .map(|(_, f)| ticks(f.iter().skip(11).take(4).sum()))
+        .sum()
+}
+
+/// CPU time every process on the machine has used, over all cores (`/proc/stat`: user,
+/// nice, system, irq, softirq, steal), and the wall time the cores had.
+pub fn machine_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    ticks(busy)
+}
+
+/// CPU time spent per operation of a run: by the server, the load generator (this process
+/// or pgbench), the Postgres processes and the whole machine. On a shared machine a rate
+/// moves with the neighbours, what each side spends on an operation much less; and where
+/// the cores are saturated, a run can go no faster than the machine's CPU per operation
+/// allows.
 #[derive(Clone, Copy, Default)]
 pub struct CpuPerOp {
     pub server: Duration,
     pub generator: Duration,
+    pub postgres: Duration,
+    pub machine: Duration,
+}
+
+/// Counters read before a run, to take the differences of after it.
+pub struct CpuMark {
+    server: Option<u32>,
+    server_cpu: Duration,
+    generator: Duration,
+    children: Duration,
+    postgres: Duration,
+    machine: Duration,
+}
+
+impl CpuMark {
+    /// Marks the counters now; `server` is the ots process, if one runs.
+    pub fn now(server: Option<u32>) -> Self {
+        Self {
+            server,
+            server_cpu: server.map_or(Duration::ZERO, cpu_time),
+            generator: cpu_time(std::process::id()),
+            children: children_cpu_time(),
+            postgres: postgres_cpu_time(),
+            machine: machine_cpu_time(),
+        }
+    }
+
+    /// What was spent since the mark, per operation of `ops`. The load generator is this
+    /// process and, once they have exited, its children (pgbench).
+    pub fn per_op(&self, ops: usize) -> CpuPerOp {
+        let ops = ops.max(1) as u32;
+        let since = |now: Duration, then: Duration| now.saturating_sub(then) / ops;
+        CpuPerOp {
+            server: self
+                .server
+                .map_or(Duration::ZERO, |pid| since(cpu_time(pid), self.server_cpu)),
+            generator: since(cpu_time(std::process::id()), self.generator)
+                + since(children_cpu_time(), self.children),
+            postgres: since(postgres_cpu_time(), self.postgres),
+            machine: since(machine_cpu_time(), self.machine),
+        }
+    }
 }
 
 impl CpuPerOp {
@@ -62,14 +163,9 @@ impl CpuPerOp {
         pid: u32,
         run: F,
     ) -> (crate::load::Report, Self) {
-        let me = std::process::id();
-        let (server, generator) = (cpu_time(pid), cpu_time(me));
+        let mark = CpuMark::now(Some(pid));
         let report = run.await;
-        let ops = report.count.max(1) as u32;
-        let cpu = Self {
-            server: cpu_time(pid).saturating_sub(server) / ops,
-            generator: cpu_time(me).saturating_sub(generator) / ops,
-        };
+        let cpu = mark.per_op(report.count);
         (report, cpu)
     }
 }
