@@ -83,6 +83,10 @@ impl Dialect for Postgres {
         LOST_AT_MS.store(millis_now().max(1), Ordering::Relaxed);
     }
 
+    fn may_be_stale(idle_for: Duration) -> bool {
+        needs_ping(idle_for)
+    }
+
     ots_store_sql::plumbing!(sqlx::Postgres);
 }
 

@@ -6,11 +6,14 @@
 //! database does far less per request than one statement each.
 //!
 //! Each caller is answered with its own result; the handler decides how a failed merged
-//! statement falls back (each job again, alone).
+//! statement falls back (each job again, alone). Each batch in flight runs with a slot that
+//! outlives it (a store keeps a connection there between batches: see `held`).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use ots_domain::StoreError;
@@ -34,20 +37,52 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the store's batcher has stopped".into())
 }
 
+/// What a batch runs with and hands on to the next (a kept connection), and how it lets go
+/// of that when unused.
+pub(crate) trait Slot: Default + Send + 'static {
+    /// Called on the free slots as batches start, and on all of them when no job has come
+    /// for [`IDLE`]: lets go of what has been unused for a while.
+    fn release_idle(&mut self) {}
+}
+
+impl Slot for () {}
+
+/// How long the dispatcher waits for a job before it tells every free slot it is idle.
+const IDLE: Duration = Duration::from_secs(1);
+
 impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
-    /// Starts the dispatcher: at most `in_flight` batches of at most `max` jobs run at once.
-    /// It ends when every handle is dropped.
-    pub(crate) fn start<H, F>(in_flight: usize, max: usize, handler: H) -> Self
+    /// Starts the dispatcher: at most `in_flight` batches of at most `max` jobs run at once,
+    /// each with a slot of its own. The most recently used free slot runs the next batch,
+    /// so a light load keeps using one and the others go idle. It ends when every handle is
+    /// dropped.
+    pub(crate) fn start<S, H, F>(in_flight: usize, max: usize, handler: H) -> Self
     where
-        H: Fn(Vec<J>) -> F + Send + Sync + 'static,
-        F: Future<Output = Vec<Result<A, StoreError>>> + Send + 'static,
+        S: Slot,
+        H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
+        F: Future<Output = (S, Vec<Result<A, StoreError>>)> + Send + 'static,
     {
         let (queue, mut jobs) = mpsc::channel::<Queued<J, A>>(16 * max);
-        let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+        let in_flight = in_flight.max(1);
+        let permits = Arc::new(Semaphore::new(in_flight));
+        let free: Arc<Mutex<Vec<S>>> =
+            Arc::new(Mutex::new((0..in_flight).map(|_| S::default()).collect()));
         let handler = Arc::new(handler);
         tokio::spawn(async move {
-            while let Some(first) = jobs.recv().await {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
+            loop {
+                let first = match jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => match tokio::time::timeout(IDLE, jobs.recv()).await
+                    {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return,
+                        Err(_) => {
+                            lock(&free).iter_mut().for_each(S::release_idle);
+                            continue;
+                        }
+                    },
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
                 let mut batch = vec![first];
@@ -57,17 +92,25 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
                         Err(_) => break,
                     }
                 }
-                let handler = handler.clone();
+                // A permit is a free slot; one lost to a panicking handler is made anew.
+                let slot = {
+                    let mut free = lock(&free);
+                    let slot = free.pop().unwrap_or_default();
+                    free.iter_mut().for_each(S::release_idle);
+                    slot
+                };
+                let (handler, free) = (handler.clone(), free.clone());
                 tokio::spawn(async move {
                     let (work, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
-                    let answers = handler(work).await;
+                    let (slot, answers) = handler(slot, work).await;
+                    lock(&free).push(slot);
+                    drop(permit);
                     // A handler that answers fewer jobs than it was given leaves the rest
                     // with a dropped reply: they see the store as stopped, not a wrong
                     // answer.
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         let _ = reply.send(answer);
                     }
-                    drop(slot);
                 });
             }
         });
@@ -80,6 +123,10 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
         self.queue.send((job, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Splits `n` jobs into runs whose lengths are powers of two, largest first (13 = 8 + 4 + 1):
@@ -115,8 +162,9 @@ mod tests {
 
     #[tokio::test]
     async fn every_caller_gets_its_own_answer() {
-        let batcher = Batcher::start(2, 8, |jobs: Vec<u32>| async move {
-            jobs.into_iter()
+        let batcher = Batcher::start(2, 8, |slot: (), jobs: Vec<u32>| async move {
+            let answers = jobs
+                .into_iter()
                 .map(|j| {
                     if j % 5 == 0 {
                         Err(StoreError::Conflict(format!("{j}")))
@@ -124,7 +172,8 @@ mod tests {
                         Ok(j * 2)
                     }
                 })
-                .collect()
+                .collect();
+            (slot, answers)
         });
         let calls: Vec<_> = (0..100u32)
             .map(|j| {
@@ -145,7 +194,9 @@ mod tests {
     #[tokio::test]
     async fn a_short_answer_is_an_error_not_a_hang() {
         let batcher: Batcher<u32, u32> =
-            Batcher::start(1, 8, |_jobs: Vec<u32>| async move { Vec::new() });
+            Batcher::start(1, 8, |slot: (), _jobs: Vec<u32>| async move {
+                (slot, Vec::new())
+            });
         assert!(matches!(
             batcher.run(1).await,
             Err(StoreError::Unavailable(_))

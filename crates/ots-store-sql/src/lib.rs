@@ -7,6 +7,7 @@
 //! placeholders, which both Postgres and sqlx's SQLite driver accept.
 
 use std::future::Future;
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::{Database, Pool};
@@ -18,6 +19,7 @@ pub use commit::{Checkpoints, GroupCommit, Pinned};
 mod batch;
 mod commit;
 mod customers;
+mod held;
 mod merged;
 mod outbox;
 mod rows;
@@ -63,6 +65,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// Told each time an error says the database cannot be reached (a pool can then check
     /// connections that were idle meanwhile before handing them out).
     fn saw_unavailable() {}
+    /// Whether a connection idle for `idle_for` may have been cut off meanwhile, so that a
+    /// task keeping it should take a tested one from the pool instead (see `held`).
+    fn may_be_stale(_idle_for: Duration) -> bool {
+        false
+    }
 
     // The plumbing: the same body for every backend, written once by [`plumbing!`].
     fn fetch_optional<'c>(

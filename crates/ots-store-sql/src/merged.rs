@@ -24,6 +24,7 @@ use std::sync::Arc;
 use ots_domain::*;
 
 use crate::batch::{chunk_lengths, Batcher};
+use crate::held::Held;
 use crate::outbox::MailRow;
 use crate::rows::{self, SECRET_COLUMNS};
 use crate::secrets::{placeholders, MetadataRow, SecretRow};
@@ -92,13 +93,19 @@ impl Merge {
     /// at a time.
     pub(crate) fn start<D: Dialect>(store: SqlStore<D>, in_flight: usize) -> Self {
         let for_shares = store.clone();
-        let shares = Batcher::start(in_flight, MAX_BATCH, move |jobs| {
+        let shares = Batcher::start(in_flight, MAX_BATCH, move |mut held: Held<D>, jobs| {
             let store = for_shares.clone();
-            async move { store.share_now(jobs).await }
+            async move {
+                let answers = store.run_now(&mut held, jobs, shares::<D>).await;
+                (held, answers)
+            }
         });
-        let reveals = Batcher::start(in_flight, MAX_BATCH, move |jobs| {
+        let reveals = Batcher::start(in_flight, MAX_BATCH, move |mut held: Held<D>, jobs| {
             let store = store.clone();
-            async move { store.reveal_now(jobs).await }
+            async move {
+                let answers = store.run_now(&mut held, jobs, reveals::<D>).await;
+                (held, answers)
+            }
         });
         Self { shares, reveals }
     }
@@ -135,10 +142,16 @@ fn reveals<'c, D: Dialect>(
     Box::pin(reveal_all::<D>(conn, jobs, fallback, Frame::default()))
 }
 
+impl<D: Dialect> crate::batch::Slot for Held<D> {
+    fn release_idle(&mut self) {
+        Held::release_idle(self)
+    }
+}
+
 impl<D: Dialect> SqlStore<D> {
     /// Stores each share; one answer per share, in order.
     pub(crate) async fn share_now(&self, jobs: Vec<Share>) -> Vec<Result<(), StoreError>> {
-        self.run_now(jobs, shares::<D>).await
+        self.run_now(&mut Held::default(), jobs, shares::<D>).await
     }
 
     /// Takes each reveal's secret; one answer per reveal, in order.
@@ -146,21 +159,37 @@ impl<D: Dialect> SqlStore<D> {
         &self,
         jobs: Vec<Reveal>,
     ) -> Vec<Result<Option<StoredSecret>, StoreError>> {
-        self.run_now(jobs, reveals::<D>).await
+        self.run_now(&mut Held::default(), jobs, reveals::<D>).await
     }
 
-    /// Where each run is one atomic statement (Postgres), on a pooled connection outside any
-    /// transaction, a failed run replayed job by job; otherwise all in one transaction, which
-    /// fails as a whole.
-    async fn run_now<J, A>(&self, jobs: Vec<J>, runs: Runs<D, J, A>) -> Vec<Result<A, StoreError>>
+    /// Where each run is one atomic statement (Postgres), outside any transaction on the
+    /// connection `held` keeps (or a pooled one, kept there afterwards unless the database
+    /// seemed unreachable), a failed run replayed job by job; otherwise all in one
+    /// transaction, which fails as a whole.
+    async fn run_now<J, A>(
+        &self,
+        held: &mut Held<D>,
+        jobs: Vec<J>,
+        runs: Runs<D, J, A>,
+    ) -> Vec<Result<A, StoreError>>
     where
         J: Send + Sync + 'static,
         A: Send + 'static,
     {
         let n = jobs.len();
         let answers = if D::WRITES_IN_WITH {
-            match self.write().await {
-                Ok(mut conn) => runs(&mut conn, &jobs, true).await,
+            match held.take(self.pool()).await.map_err(store_err::<D>) {
+                Ok(mut conn) => {
+                    let answers = runs(&mut conn, &jobs, true).await;
+                    let unreachable =
+                        |a: &Result<A, StoreError>| matches!(a, Err(StoreError::Unavailable(_)));
+                    match &answers {
+                        Ok(each) if !each.iter().any(unreachable) => held.keep(conn),
+                        // Back to the pool, whose ping on release closes it if it is broken.
+                        _ => drop(conn),
+                    }
+                    answers
+                }
                 Err(err) => Err(err),
             }
         } else {
