@@ -11,8 +11,9 @@
 //! serves. Each statement on sqlx's SQLite connection is a round trip to its worker thread,
 //! and on a busy machine those, not the fsync, are what a write costs.
 //!
-//! The task borrows the pool's single connection for each batch, so writes that do not go
-//! through it (the sweep, the outbox, accounts) are still serialized with the batches.
+//! The task borrows the pool's single connection while writes are queued (at most
+//! `HOLD_AT_MOST` at a time), so writes that do not go through it (the sweep, the outbox,
+//! accounts) are still serialized with the batches and never wait long for them.
 //!
 //! With `Checkpoints`, a connection of its own copies the write-ahead log into the database
 //! file after batches, while the writer goes on. SQLite's automatic checkpoint runs in the
@@ -25,8 +26,9 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use sqlx::pool::PoolConnection;
 use sqlx::Pool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,6 +69,11 @@ struct Job<D: Dialect> {
     work: Work<D>,
     reply: oneshot::Sender<Answer>,
 }
+
+/// How long the writer keeps the pool's connection across batches while writes are queued.
+/// Each time it is given back sqlx tests it (a hop to the worker thread); other writes (the
+/// sweep, the outbox, accounts) wait for it, so it goes back at least this often.
+const HOLD_AT_MOST: Duration = Duration::from_millis(20);
 
 /// The most writes one transaction takes.
 const MAX_BATCH: usize = 256;
@@ -147,7 +154,16 @@ async fn writer<D: Dialect>(
     mut jobs: mpsc::Receiver<Job<D>>,
     committed: Option<mpsc::Sender<()>>,
 ) {
-    while let Some(first) = jobs.recv().await {
+    // The connection kept from the last batch, and since when it has been out of the pool.
+    let mut kept: Option<(PoolConnection<D::Db>, Instant)> = None;
+    loop {
+        if jobs.is_empty() {
+            // Nothing queued: the connection goes back, for the writes that do not come here.
+            kept = None;
+        }
+        let Some(first) = jobs.recv().await else {
+            break;
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -155,18 +171,25 @@ async fn writer<D: Dialect>(
                 Err(_) => break,
             }
         }
-        let mut conn = match pool.acquire().await {
-            Ok(conn) => conn,
-            Err(err) => {
-                let err = store_err::<D>(err);
-                for job in batch {
-                    let _ = job.reply.send(Err(err.clone()));
+        let (mut conn, since) = match kept.take() {
+            Some(kept) => kept,
+            None => match pool.acquire().await {
+                Ok(conn) => (conn, Instant::now()),
+                Err(err) => {
+                    let err = store_err::<D>(err);
+                    for job in batch {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         let answers = run_batch::<D>(&mut conn, batch).await;
-        drop(conn);
+        // After a failure the pool tests the connection before it serves again.
+        let failed = answers.iter().any(|(_, answer)| answer.is_err());
+        if !failed && since.elapsed() < HOLD_AT_MOST {
+            kept = Some((conn, since));
+        }
         for (reply, answer) in answers {
             let _ = reply.send(answer);
         }
