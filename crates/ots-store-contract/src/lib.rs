@@ -125,6 +125,21 @@ pub fn record(
     (secret, metadata)
 }
 
+/// Shares an anonymous record made at `now` and reveals it without a passphrase a second
+/// later, as one share+reveal pair of the bench does; says whether the reveal took it.
+pub async fn share_and_reveal<S: SecretRepository + ?Sized>(store: &S, now: UnixTime) -> bool {
+    let (secret, metadata) = record(&CustId::anonymous(), now, 3600, false);
+    store
+        .create(&secret, &metadata, None)
+        .await
+        .expect("create");
+    store
+        .consume_unprotected(&secret.id, &[KeyId([1, 2, 3, 4])], now + 1)
+        .await
+        .expect("reveal")
+        .is_some()
+}
+
 fn cust(name: &str) -> CustId {
     CustId::parse(name).expect("valid custid")
 }

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use ots_domain::{CustId, KeyId, SecretRepository};
-use ots_store_contract::record;
+use ots_domain::{CustId, SecretRepository};
+use ots_store_contract::{record, share_and_reveal};
 use ots_store_postgres::testing::fresh_database;
 use ots_store_postgres::PgSettings;
 
@@ -47,16 +47,10 @@ async fn a_lane_keeps_its_connection_while_used_and_gives_it_back_when_idle() {
 
     let now = 1_700_000_000;
     for _ in 0..20 {
-        let (secret, metadata) = record(&CustId::anonymous(), now, 3600, false);
-        store
-            .create(&secret, &metadata, None)
-            .await
-            .expect("create");
-        let taken = store
-            .consume_unprotected(&secret.id, &[KeyId([1, 2, 3, 4])], now + 1)
-            .await
-            .expect("consume");
-        assert!(taken.is_some(), "the share is revealed once");
+        assert!(
+            share_and_reveal(&store, now).await,
+            "the share is revealed once"
+        );
     }
     // One lane for shares and one for reveals, each keeping the connection it last used.
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,20 +3,16 @@
 //! (When only the other connection checkpointed, the log grew by every batch for as long as
 //! writes kept coming: 830 MB in a ten-second benchmark.)
 
-use ots_domain::{random_string, CustId, KeyId, SecretRepository, SystemRng, KEY_ALPHABET};
+use ots_domain::{CustId, KeyId, SecretRepository};
 use ots_store_contract::record;
+
+mod common;
 
 const NOW: i64 = 1_700_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_stays_short_under_sustained_writes() {
-    let name = random_string(&SystemRng::new(), 12, KEY_ALPHABET).unwrap();
-    let dir = std::env::temp_dir().join(format!("ots-sqlite-log-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("ots.db");
-    let store = ots_store_sqlite::connect(&format!("sqlite://{}", db.display()), true)
-        .await
-        .expect("open a fresh SQLite database");
+    let (store, dir) = common::fresh_store("log").await;
     let store = std::sync::Arc::new(store);
     let (waves, per_wave, value) = (120, 64, 4096);
     for _ in 0..waves {

@@ -7,20 +7,16 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ots_domain::{random_string, CustId, KeyId, SecretRepository, SystemRng, KEY_ALPHABET};
-use ots_store_contract::record;
+use ots_domain::SecretRepository;
+use ots_store_contract::share_and_reveal;
+
+mod common;
 
 const NOW: i64 = 1_700_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_writes_get_the_connection_beside_a_steady_stream_of_pairs() {
-    let name = random_string(&SystemRng::new(), 12, KEY_ALPHABET).unwrap();
-    let dir = std::env::temp_dir().join(format!("ots-sqlite-writer-{name}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("ots.db");
-    let store = ots_store_sqlite::connect(&format!("sqlite://{}", db.display()), true)
-        .await
-        .expect("open a fresh SQLite database");
+    let (store, dir) = common::fresh_store("writer").await;
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let pairs = Arc::new(AtomicU64::new(0));
@@ -29,16 +25,8 @@ async fn other_writes_get_the_connection_beside_a_steady_stream_of_pairs() {
             let (store, stop, pairs) = (store.clone(), stop.clone(), pairs.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let (secret, metadata) = record(&CustId::anonymous(), NOW, 3600, false);
-                    store
-                        .create(&secret, &metadata, None)
-                        .await
-                        .expect("create");
-                    let revealed = store
-                        .consume_unprotected(&secret.id, &[KeyId([1, 2, 3, 4])], NOW + 1)
-                        .await
-                        .expect("reveal");
-                    assert!(revealed.is_some(), "each secret is revealed once");
+                    let revealed = share_and_reveal(store.as_ref(), NOW).await;
+                    assert!(revealed, "each secret is revealed once");
                     pairs.fetch_add(1, Ordering::Relaxed);
                 }
             })
