@@ -3,38 +3,57 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use crate::load::{self, Report};
-use crate::server::{free_port, get_ok, CpuMark, CpuPerOp};
+use crate::server::{free_port, CpuMark, CpuPerOp, Get};
 
+/// A bare poem handler answering constant JSON, on a two-worker runtime of its own (as ots
+/// runs), driven like `/api/v1/status`.
 pub async fn bare_poem(clients: usize, seconds: f64) -> Report {
     let port = free_port();
-    let app = poem::Route::new().at(
-        "/",
-        poem::endpoint::make_sync(|_| {
-            poem::Response::builder()
-                .content_type("application/json")
-                .body(r#"{"status":"nominal"}"#)
-        }),
-    );
-    let server = tokio::spawn(async move {
-        let _ = poem::Server::new(poem::listener::TcpListener::bind(format!(
-            "127.0.0.1:{port}"
-        )))
-        .run(app)
-        .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the bare poem server");
+        runtime.block_on(async move {
+            let app = poem::Route::new().at(
+                "/",
+                poem::endpoint::make_sync(|_| {
+                    poem::Response::builder()
+                        .content_type("application/json")
+                        .body(r#"{"status":"nominal"}"#)
+                }),
+            );
+            let _ = poem::Server::new(poem::listener::TcpListener::bind(format!(
+                "127.0.0.1:{port}"
+            )))
+            .run_with_graceful_shutdown(
+                app,
+                async move {
+                    let _ = stopped.await;
+                },
+                Some(Duration::from_secs(1)),
+            )
+            .await;
+        });
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let url = Arc::new(format!("http://127.0.0.1:{port}/"));
-    let report = load::closed("bare poem, constant JSON", clients, seconds, move |c| {
-        get_ok(c, url.clone())
-    })
+    let report = load::closed(
+        "bare poem, constant JSON",
+        &format!("127.0.0.1:{port}"),
+        clients,
+        seconds,
+        Get::new("/"),
+    )
     .await;
-    server.abort();
+    let _ = stop.send(());
+    let _ = tokio::task::spawn_blocking(move || server.join()).await;
     report
 }
 

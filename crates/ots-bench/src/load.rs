@@ -1,13 +1,17 @@
 //! Load generators: closed loops (each client sends its next request when the last one is
 //! answered: the peak rate) and an open loop at a fixed rate (each request is due on a
 //! schedule whatever the answers do, and its latency counts from when it was due, so a stall
-//! is not hidden by clients that wait for it).
+//! is not hidden by clients that wait for it). Every client has a keep-alive connection of
+//! its own, opened before the clock starts, and sends prepared bytes on it (see `http1`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+
+use crate::http1::Conn;
 
 /// Latencies of one kind of operation.
 #[derive(Default)]
@@ -62,31 +66,50 @@ impl Report {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("an HTTP client")
+/// What a client does once: a share+reveal pair, or one request (`status`), on its own
+/// keep-alive connection.
+pub trait Op: Send + Sync + Clone + 'static {
+    fn run<'c>(&'c self, conn: &'c mut Conn) -> Pin<Box<dyn Future<Output = bool> + Send + 'c>>;
 }
 
-/// Runs `clients` closed loops of `op` for `seconds`, collecting each op's latency.
-pub async fn closed<F, Fut>(name: &str, clients: usize, seconds: f64, op: F) -> Report
-where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = bool> + Send,
-{
+/// A connection to `addr`, opened before any clock starts; a client that cannot connect
+/// fails each op instead.
+async fn connect(addr: &str) -> Option<Conn> {
+    Conn::open(addr).await.ok()
+}
+
+/// Runs `op` on `conn`; a failed op leaves the connection in an unknown state, so it is
+/// opened again (as a browser or wrk would).
+async fn run_op<O: Op>(op: &O, conn: &mut Option<Conn>, addr: &str) -> bool {
+    let Some(c) = conn.as_mut() else {
+        *conn = connect(addr).await;
+        return false;
+    };
+    let ok = op.run(c).await;
+    if !ok && c.reopen().await.is_err() {
+        *conn = None;
+    }
+    ok
+}
+
+/// Runs `clients` closed loops of `op` against `addr` for `seconds`, each on a keep-alive
+/// connection opened before the clock starts, collecting each op's latency.
+pub async fn closed<O: Op>(name: &str, addr: &str, clients: usize, seconds: f64, op: O) -> Report {
     let samples = Arc::new(Mutex::new((Samples::default(), 0u64)));
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(connect(addr).await);
+    }
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (op, samples) = (op.clone(), samples.clone());
+    for mut conn in conns {
+        let (op, samples, addr) = (op.clone(), samples.clone(), addr.to_owned());
         tasks.push(tokio::spawn(async move {
-            let client = client();
             let (mut mine, mut failed) = (Vec::new(), 0);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if op(client.clone()).await {
+                if run_op(&op, &mut conn, &addr).await {
                     mine.push(t.elapsed());
                 } else {
                     failed += 1;
@@ -112,44 +135,35 @@ where
 /// whatever the answers do (as wrk2 does): op `i` is due at `i / rate` and goes on connection
 /// `i % clients`, waiting there if that connection is still busy, and its latency counts from
 /// when it was due, so a stall is counted in full for every op it delays. Each connection is
-/// opened by one op before the schedule starts: with a pool that opens a connection whenever
-/// all are busy, a slow moment opened dozens at once, and accepting them made it slower.
-pub async fn fixed_rate<F, Fut>(
+/// opened, and runs one op, before the schedule starts: a generator that opens connections
+/// when all are busy opened dozens at once in a slow moment, and accepting them made it slower.
+pub async fn fixed_rate<O: Op>(
     name: &str,
+    addr: &str,
     rate: f64,
     seconds: f64,
     clients: usize,
-    op: F,
-) -> Report
-where
-    F: Fn(reqwest::Client) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = bool> + Send + 'static,
-{
+    op: O,
+) -> Report {
     let every = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let count = (rate * seconds) as usize;
     let clients = clients.clamp(1, count.max(1));
-    let mut warm = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let (op, client) = (op.clone(), client());
-        warm.push(tokio::spawn(async move {
-            op(client.clone()).await;
-            client
-        }));
-    }
     let mut connections = Vec::with_capacity(clients);
-    for w in warm {
-        connections.push(w.await.unwrap_or_else(|_| client()));
+    for _ in 0..clients {
+        let mut conn = connect(addr).await;
+        run_op(&op, &mut conn, addr).await;
+        connections.push(conn);
     }
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
-    for (k, client) in connections.into_iter().enumerate() {
-        let op = op.clone();
+    for (k, mut conn) in connections.into_iter().enumerate() {
+        let (op, addr) = (op.clone(), addr.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(count / clients + 1);
             for i in (k..count).step_by(clients) {
                 let due = started + every * i as u32;
                 tokio::time::sleep_until(due.into()).await;
-                let ok = op(client.clone()).await;
+                let ok = run_op(&op, &mut conn, &addr).await;
                 mine.push((i, ok, due.elapsed()));
             }
             mine

@@ -1,12 +1,16 @@
 //! The release `ots` binary as the benchmark runs it, and the requests it is driven with.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use reqwest::header::CONTENT_TYPE;
+
+use crate::http1::{self, Conn};
+use crate::load::Op;
 
 pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -172,7 +176,8 @@ impl CpuPerOp {
 
 pub struct Server {
     pub child: Child,
-    pub base: Arc<String>,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
 }
 
 impl Drop for Server {
@@ -218,12 +223,14 @@ pub async fn start_ots(database_url: &str, dir: &Path, bcrypt_cost: u32) -> Resu
         .context("starting ots")?;
     let server = Server {
         child,
-        base: Arc::new(format!("http://127.0.0.1:{port}")),
+        addr: format!("127.0.0.1:{port}"),
     };
-    let client = reqwest::Client::new();
+    let ready = Get::new("/readyz");
     for _ in 0..200 {
-        if get_ok(client.clone(), Arc::new(format!("{}/readyz", server.base))).await {
-            return Ok(server);
+        if let Ok(mut conn) = Conn::open(&server.addr).await {
+            if ready.run(&mut conn).await {
+                return Ok(server);
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -238,54 +245,85 @@ const SHARE_WITH_PASSPHRASE: &str =
     "secret=benchmark+value+0123456789&ttl=3600&passphrase=bench+passphrase";
 const REVEAL_WITH_PASSPHRASE: &str = "passphrase=bench+passphrase";
 
-/// The one field of the share's answer the reveal needs.
-#[derive(serde::Deserialize)]
-struct Shared<'a> {
-    secret_key: &'a str,
-}
-
 /// One share and one reveal of what was shared, as OneTimeSecret clients send them
-/// (urlencoded); true when both succeeded.
-pub async fn pair(client: reqwest::Client, base: Arc<String>, passphrase: bool) -> bool {
-    let (share, reveal) = if passphrase {
-        (SHARE_WITH_PASSPHRASE, REVEAL_WITH_PASSPHRASE)
-    } else {
-        (SHARE, "")
-    };
-    let form = "application/x-www-form-urlencoded";
-    let Ok(resp) = client
-        .post(format!("{base}/api/v1/share"))
-        .header(CONTENT_TYPE, form)
-        .body(share)
-        .send()
-        .await
-    else {
-        return false;
-    };
-    if !resp.status().is_success() {
-        return false;
-    }
-    let Ok(body) = resp.bytes().await else {
-        return false;
-    };
-    let Ok(Shared { secret_key }) = serde_json::from_slice::<Shared>(&body) else {
-        return false;
-    };
-    match client
-        .post(format!("{base}/api/v1/secret/{secret_key}"))
-        .header(CONTENT_TYPE, form)
-        .body(reveal)
-        .send()
-        .await
-    {
-        Ok(resp) if resp.status().is_success() => resp.bytes().await.is_ok(),
-        _ => false,
+/// (urlencoded); it succeeds when both did.
+#[derive(Clone)]
+pub struct Pair {
+    share: Arc<Vec<u8>>,
+    reveal_body: &'static str,
+}
+
+impl Pair {
+    pub fn new(passphrase: bool) -> Self {
+        let (share, reveal_body) = if passphrase {
+            (SHARE_WITH_PASSPHRASE, REVEAL_WITH_PASSPHRASE)
+        } else {
+            (SHARE, "")
+        };
+        Self {
+            share: Arc::new(http1::request("POST", "/api/v1/share", Some(share))),
+            reveal_body,
+        }
     }
 }
 
-pub async fn get_ok(client: reqwest::Client, url: Arc<String>) -> bool {
-    match client.get(url.as_str()).send().await {
-        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-        _ => false,
+/// The value of `"field":"…"` in a JSON body (a key: no escapes).
+fn json_str<'b>(body: &'b [u8], field: &str) -> Option<&'b str> {
+    let name = format!("\"{field}\":\"");
+    let at = body
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())?
+        + name.len();
+    let len = body[at..].iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&body[at..at + len]).ok()
+}
+
+impl Op for Pair {
+    fn run<'c>(&'c self, conn: &'c mut Conn) -> Pin<Box<dyn Future<Output = bool> + Send + 'c>> {
+        Box::pin(async move {
+            let Ok(shared) = conn.send(&self.share).await else {
+                return false;
+            };
+            if shared.status != 200 {
+                return false;
+            }
+            let Some(key) = json_str(conn.body(&shared), "secret_key") else {
+                return false;
+            };
+            let reveal = http1::request(
+                "POST",
+                &format!("/api/v1/secret/{key}"),
+                Some(self.reveal_body),
+            );
+            matches!(conn.send(&reveal).await, Ok(a) if a.status == 200)
+        })
+    }
+}
+
+/// One GET that must answer 200.
+#[derive(Clone)]
+pub struct Get(Arc<Vec<u8>>);
+
+impl Get {
+    pub fn new(path: &str) -> Self {
+        Self(Arc::new(http1::request("GET", path, None)))
+    }
+}
+
+impl Op for Get {
+    fn run<'c>(&'c self, conn: &'c mut Conn) -> Pin<Box<dyn Future<Output = bool> + Send + 'c>> {
+        Box::pin(async move { matches!(conn.send(&self.0).await, Ok(a) if a.status == 200) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_str;
+
+    #[test]
+    fn finds_a_string_field() {
+        let body = br#"{"custid":"anon","secret_key":"abc123","ttl":3600}"#;
+        assert_eq!(json_str(body, "secret_key"), Some("abc123"));
+        assert_eq!(json_str(body, "metadata_key"), None);
     }
 }
