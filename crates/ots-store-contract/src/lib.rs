@@ -42,6 +42,7 @@ macro_rules! contract_suite {
             concurrent_distinct_pairs_keep_to_their_own,
             a_share_with_mail_is_stored_whole,
             concurrent_shares_fail_alone,
+            mixed_writes_fail_alone_and_keep_to_their_own,
             tries_are_taken_then_exhausted,
             tries_are_bounded_under_concurrency,
             parallel_guesses_run_at_most_max_checks,
@@ -495,6 +496,93 @@ pub async fn concurrent_shares_fail_alone<S: SecretRepository + 'static>(store: 
         }
     }
     assert_eq!((stored, conflicts), (100, 20));
+    assert!(store.find_secret(&first.id, T0).await.unwrap().is_some());
+}
+
+/// Shares, some of them conflicting, and one-step reveals of earlier shares, some under a
+/// key id this process does not hold, all at once: a store that merges shares and reveals
+/// into one statement must keep a conflict to its own share, give every secret to exactly
+/// one of its askers byte for byte, and take nothing it was not asked to open.
+pub async fn mixed_writes_fail_alone_and_keep_to_their_own<S: SecretRepository + 'static>(
+    store: Arc<S>,
+) {
+    let (first, first_md) = record(&CustId::anonymous(), T0, 3600, false);
+    store.create(&first, &first_md, None).await.unwrap();
+    let mut earlier = Vec::new();
+    for _ in 0..60 {
+        earlier.push(stored(&*store, &CustId::anonymous(), T0, 3600).await);
+    }
+    let other = KeyId([9, 9, 9, 9]);
+    enum Done {
+        Shared(usize, SecretId, Result<(), StoreError>),
+        Revealed(usize, Option<StoredSecret>),
+        Refused(Option<StoredSecret>),
+    }
+    let mut tasks = Vec::new();
+    for (i, (secret, _)) in earlier.iter().enumerate() {
+        let id = secret.id;
+        let asker = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let taken = asker.consume_unprotected(&id, &[HELD], T0 + 5).await;
+            Done::Revealed(i, taken.unwrap())
+        }));
+        if i % 3 == 0 {
+            let (store, secret) = (store.clone(), secret.clone());
+            tasks.push(tokio::spawn(async move {
+                let taken = store
+                    .consume_unprotected(&secret.id, &[other], T0 + 5)
+                    .await;
+                Done::Refused(taken.unwrap())
+            }));
+        }
+        let store = store.clone();
+        let (mut secret, mut metadata) = record(&CustId::anonymous(), T0, 3600, false);
+        if i % 6 == 0 {
+            metadata.id = first_md.id;
+            secret.metadata_id = first_md.id;
+        }
+        tasks.push(tokio::spawn(async move {
+            let result = store.create(&secret, &metadata, None).await;
+            Done::Shared(i, secret.id, result)
+        }));
+    }
+    let (mut wins, mut stored_shares) = (vec![0u32; earlier.len()], 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Done::Shared(i, id, result) => {
+                let found = store.find_secret(&id, T0).await.unwrap().is_some();
+                if i % 6 == 0 {
+                    assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
+                    assert!(!found, "a conflicting share leaves nothing");
+                } else {
+                    result.expect("create");
+                    assert!(found, "every other share is stored");
+                    stored_shares += 1;
+                }
+            }
+            Done::Revealed(i, taken) => {
+                let taken = taken.expect("each secret goes to its one asker under HELD");
+                assert_eq!(taken, earlier[i].0, "each caller gets its own row");
+                wins[i] += 1;
+            }
+            Done::Refused(taken) => assert_eq!(taken, None, "nothing opens under another id"),
+        }
+    }
+    assert_eq!(stored_shares, 50);
+    assert!(wins.iter().all(|w| *w == 1), "{wins:?}");
+    for (secret, metadata) in &earlier {
+        assert!(store
+            .find_secret(&secret.id, T0 + 6)
+            .await
+            .unwrap()
+            .is_none());
+        let md = store
+            .find_metadata(&metadata.id, T0 + 6)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(md.state, MetadataState::Received);
+    }
     assert!(store.find_secret(&first.id, T0).await.unwrap().is_some());
 }
 

@@ -10,9 +10,9 @@
 //! for a few statements. No connection is ever held across a bcrypt check (~0.25 s at cost
 //! 12), so slow passphrase checks cannot starve the pool, and a lock is held for milliseconds.
 //!
-//! Concurrent shares are merged into one `WITH` statement, and concurrent reveals without a
-//! passphrase into one `DELETE … RETURNING` (see the SQL core's `merged`): under load, one
-//! statement and one commit serve many requests.
+//! Concurrent shares and reveals without a passphrase are merged into one `WITH` statement
+//! (see the SQL core's `merged`): under load, one statement and one commit serve every share
+//! and reveal that came while the previous one ran.
 //!
 //! The statements are the shared SQL core's (`ots-store-sql`); this crate holds only what
 //! Postgres does differently, and how to connect.
@@ -25,7 +25,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use ots_domain::StoreError;
-use ots_store_sql::{store_err, Dialect, SqlStore};
+use ots_store_sql::{store_err, Column, Dialect, Param, SqlStore};
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -40,10 +40,10 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// Whether to apply migrations on connect.
     pub migrate: bool,
-    /// How many merged share statements, and as many merged reveal statements, may run at
-    /// once: concurrent shares (and reveals without a passphrase) queue while these run,
-    /// and the next statement takes every one queued (see `ots_store_sql::SqlStore::
-    /// with_merged_writes`). Never more than `max_connections`.
+    /// How many merged statements may run at once. One runs at a time, and every share and
+    /// reveal without a passphrase that comes meanwhile waits for the next; another starts
+    /// beside it only once it has run for a while (a row lock held elsewhere, a slow flush:
+    /// see `ots_store_sql::SqlStore::with_merged_writes`). Never more than `max_connections`.
     pub merged_in_flight: usize,
 }
 
@@ -85,6 +85,28 @@ impl Dialect for Postgres {
 
     fn may_be_stale(idle_for: Duration) -> bool {
         needs_ping(idle_for)
+    }
+
+    fn fetch_all_params<'c>(
+        conn: &'c mut sqlx::PgConnection,
+        sql: &'c str,
+        params: Vec<Param<'c>>,
+    ) -> impl std::future::Future<Output = Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>> + Send + 'c
+    {
+        let mut query = sqlx::query::<sqlx::Postgres>(sql);
+        for param in params {
+            query = match param {
+                Param::One(arg) => ots_store_sql::plumbing!(@bind_one query, arg),
+                Param::Column(Column::Texts(v)) => query.bind(v),
+                Param::Column(Column::MaybeTexts(v)) => query.bind(v),
+                Param::Column(Column::Ints(v)) => query.bind(v),
+                Param::Column(Column::MaybeInts(v)) => query.bind(v),
+                Param::Column(Column::Blobs(v)) => query.bind(v),
+                Param::Column(Column::MaybeBlobs(v)) => query.bind(v),
+                Param::Column(Column::Bools(v)) => query.bind(v),
+            };
+        }
+        query.fetch_all(conn)
     }
 
     ots_store_sql::plumbing!(sqlx::Postgres);

@@ -32,7 +32,7 @@ async fn a_lane_keeps_its_connection_while_used_and_gives_it_back_when_idle() {
     };
     let settings = PgSettings {
         max_connections: 3,
-        merged_in_flight: 1,
+        merged_in_flight: 2,
         ..PgSettings::default()
     };
     let store = ots_store_postgres::connect(&db.url, &settings)
@@ -52,7 +52,7 @@ async fn a_lane_keeps_its_connection_while_used_and_gives_it_back_when_idle() {
             "the share is revealed once"
         );
     }
-    // One lane for shares and one for reveals, each keeping the connection it last used.
+    // The two lanes take turns at the queue, each keeping the connection it last used.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         out_of_pool(&pool),

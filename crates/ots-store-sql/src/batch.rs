@@ -1,26 +1,32 @@
-//! Merging concurrent requests of one kind into one statement: shares into one multi-row
-//! insert, reveals without a passphrase into one `DELETE … RETURNING`. A dispatcher task takes
-//! the first queued job, waits for one of `in_flight` slots, takes every job queued meanwhile
-//! (up to a limit) and hands them to the handler as one batch. Idle, a batch is one job and
-//! costs one channel hop; busy, one statement and one commit serve many requests, so the
-//! database does far less per request than one statement each.
+//! Merging concurrent requests into one statement. A lane takes the first queued job, then
+//! every job queued meanwhile (up to a limit), and hands them to the handler as one batch.
+//! Idle, a batch is one job and costs one channel hop; busy, one statement and one commit
+//! serve every request that came while the last one ran, so the database does far less per
+//! request than a statement each.
+//!
+//! One batch runs at a time: while it runs, the next lane holds the first job that came and
+//! waits for it to end, then takes everything queued. Running the next batch beside it would
+//! make both smaller, and on a busy machine the database's time per statement, not the wait,
+//! is what limits the rate. Only a batch that has run for [`STALL`] (a row lock held by
+//! another process, a slow flush) lets the next lane start beside it, so one stuck statement
+//! holds up the others for that long at most.
 //!
 //! Each caller is answered with its own result; the handler decides how a failed merged
-//! statement falls back (each job again, alone). Each batch in flight runs with a slot that
-//! outlives it (a store keeps a connection there between batches: see `held`).
+//! statement falls back (each job again, alone). Each lane keeps a slot across its batches (a
+//! store keeps a connection there: see `held`).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
 use ots_domain::StoreError;
 
 type Queued<J, A> = (J, oneshot::Sender<Result<A, StoreError>>);
 
-/// The queue to one dispatcher.
+/// The queue to the lanes.
 pub(crate) struct Batcher<J, A> {
     queue: mpsc::Sender<Queued<J, A>>,
 }
@@ -37,83 +43,81 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the store's batcher has stopped".into())
 }
 
-/// What a batch runs with and hands on to the next (a kept connection), and how it lets go
-/// of that when unused.
+/// What a lane's batches run with and hand on to the next (a kept connection), and how it
+/// lets go of that when unused.
 pub(crate) trait Slot: Default + Send + 'static {
-    /// Called on the free slots as batches start, and on all of them when no job has come
-    /// for [`IDLE`]: lets go of what has been unused for a while.
+    /// Called when the lane has had no job for [`IDLE`]: lets go of what has been unused
+    /// for a while.
     fn release_idle(&mut self) {}
 }
 
 impl Slot for () {}
 
-/// How long the dispatcher waits for a job before it tells every free slot it is idle.
+/// How long a lane waits for a job before it tells its slot it is idle.
 const IDLE: Duration = Duration::from_secs(1);
 
+/// How long a running batch holds back the next one.
+pub(crate) const STALL: Duration = Duration::from_millis(25);
+
+/// The batches running now, and a signal each time one ends.
+#[derive(Default)]
+struct Running {
+    count: AtomicUsize,
+    ended: Notify,
+}
+
+impl Running {
+    /// Returns once no batch runs, or after `at_most`.
+    async fn none(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, async {
+            loop {
+                let ended = self.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if self.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// A batch counted as running until it is dropped (also when its handler panics).
+struct Runs(Arc<Running>);
+
+impl Runs {
+    fn start(running: &Arc<Running>) -> Self {
+        running.count.fetch_add(1, Ordering::AcqRel);
+        Self(running.clone())
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
+}
+
 impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
-    /// Starts the dispatcher: at most `in_flight` batches of at most `max` jobs run at once,
-    /// each with a slot of its own. The most recently used free slot runs the next batch,
-    /// so a light load keeps using one and the others go idle. It ends when every handle is
-    /// dropped.
-    pub(crate) fn start<S, H, F>(in_flight: usize, max: usize, handler: H) -> Self
+    /// Starts `lanes` lanes (at most that many batches run at once, see [`STALL`]), each
+    /// running batches of at most `max` jobs with a slot of its own. The lanes end when
+    /// every handle is dropped.
+    pub(crate) fn start<S, H, F>(lanes: usize, max: usize, handler: H) -> Self
     where
         S: Slot,
         H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
         F: Future<Output = (S, Vec<Result<A, StoreError>>)> + Send + 'static,
     {
-        let (queue, mut jobs) = mpsc::channel::<Queued<J, A>>(16 * max);
-        let in_flight = in_flight.max(1);
-        let permits = Arc::new(Semaphore::new(in_flight));
-        let free: Arc<Mutex<Vec<S>>> =
-            Arc::new(Mutex::new((0..in_flight).map(|_| S::default()).collect()));
+        let (queue, jobs) = mpsc::channel::<Queued<J, A>>(16 * max);
+        let jobs = Arc::new(Mutex::new(jobs));
+        let running = Arc::new(Running::default());
         let handler = Arc::new(handler);
-        tokio::spawn(async move {
-            loop {
-                let first = match jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Disconnected) => return,
-                    Err(TryRecvError::Empty) => match tokio::time::timeout(IDLE, jobs.recv()).await
-                    {
-                        Ok(Some(job)) => job,
-                        Ok(None) => return,
-                        Err(_) => {
-                            lock(&free).iter_mut().for_each(S::release_idle);
-                            continue;
-                        }
-                    },
-                };
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let mut batch = vec![first];
-                while batch.len() < max {
-                    match jobs.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
-                    }
-                }
-                // A permit is a free slot; one lost to a panicking handler is made anew.
-                let slot = {
-                    let mut free = lock(&free);
-                    let slot = free.pop().unwrap_or_default();
-                    free.iter_mut().for_each(S::release_idle);
-                    slot
-                };
-                let (handler, free) = (handler.clone(), free.clone());
-                tokio::spawn(async move {
-                    let (work, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
-                    let (slot, answers) = handler(slot, work).await;
-                    lock(&free).push(slot);
-                    drop(permit);
-                    // A handler that answers fewer jobs than it was given leaves the rest
-                    // with a dropped reply: they see the store as stopped, not a wrong
-                    // answer.
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let _ = reply.send(answer);
-                    }
-                });
-            }
-        });
+        for _ in 0..lanes.max(1) {
+            tokio::spawn(lane(jobs.clone(), running.clone(), max, handler.clone()));
+        }
         Self { queue }
     }
 
@@ -125,8 +129,62 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// One lane: the next batch, its run, its answers; again until the queue closes.
+async fn lane<J, A, S, H, F>(
+    jobs: Arc<Mutex<mpsc::Receiver<Queued<J, A>>>>,
+    running: Arc<Running>,
+    max: usize,
+    handler: Arc<H>,
+) where
+    J: Send + 'static,
+    A: Send + 'static,
+    S: Slot,
+    H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
+    F: Future<Output = (S, Vec<Result<A, StoreError>>)> + Send + 'static,
+{
+    let mut slot = S::default();
+    loop {
+        let (batch, runs) = {
+            let Ok(mut queue) = tokio::time::timeout(IDLE, jobs.lock()).await else {
+                slot.release_idle();
+                continue;
+            };
+            let first = match tokio::time::timeout(IDLE, queue.recv()).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(_) => {
+                    slot.release_idle();
+                    continue;
+                }
+            };
+            // Everything that comes while the running batch ends goes into this one.
+            running.none(STALL).await;
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            (batch, Runs::start(&running))
+        };
+        // The batch runs in a task of its own, which answers its callers: a handler that
+        // panics loses its batch (its callers see the store as stopped) and its slot, not
+        // the lane.
+        let handler = handler.clone();
+        let run = tokio::spawn(async move {
+            let _runs = runs;
+            let (work, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            let (slot, answers) = handler(slot, work).await;
+            // A handler that answers fewer jobs than it was given leaves the rest with a
+            // dropped reply: they see the store as stopped, not a wrong answer.
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                let _ = reply.send(answer);
+            }
+            slot
+        });
+        slot = run.await.unwrap_or_default();
+    }
 }
 
 /// Splits `n` jobs into runs whose lengths are powers of two, largest first (13 = 8 + 4 + 1):
@@ -189,6 +247,82 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    /// Jobs that come while a batch runs wait for it and go into the next, whichever lane
+    /// takes it: however many lanes, one batch runs at a time.
+    #[tokio::test]
+    async fn one_batch_runs_at_a_time_and_takes_what_came_meanwhile() {
+        use std::sync::atomic::AtomicUsize;
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let batcher = {
+            let (running, most, batches) = (running.clone(), most.clone(), batches.clone());
+            Batcher::start(4, 64, move |slot: (), jobs: Vec<u32>| {
+                let (running, most, batches) = (running.clone(), most.clone(), batches.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    batches.lock().unwrap().push(jobs.len());
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    (slot, jobs.into_iter().map(Ok).collect())
+                }
+            })
+        };
+        let calls: Vec<_> = (0..200u32)
+            .map(|j| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { (j, batcher.run(j).await) })
+            })
+            .collect();
+        for call in calls {
+            let (j, answer) = call.await.unwrap();
+            assert_eq!(answer.unwrap(), j);
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one batch at a time");
+        let batches = batches.lock().unwrap();
+        assert_eq!(batches.iter().sum::<usize>(), 200);
+        assert!(
+            batches.len() < 20,
+            "jobs that wait are taken together: {batches:?}"
+        );
+    }
+
+    /// A batch that does not end (a row lock held elsewhere) holds up the next for STALL,
+    /// not for as long as it runs.
+    #[tokio::test]
+    async fn a_stuck_batch_lets_the_next_start_beside_it() {
+        let release = Arc::new(Notify::new());
+        let batcher = {
+            let release = release.clone();
+            Batcher::start(2, 8, move |slot: (), jobs: Vec<u32>| {
+                let release = release.clone();
+                async move {
+                    if jobs.contains(&0) {
+                        release.notified().await;
+                    }
+                    (slot, jobs.into_iter().map(Ok).collect())
+                }
+            })
+        };
+        let stuck = {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.run(0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = std::time::Instant::now();
+        let next = tokio::time::timeout(Duration::from_secs(2), batcher.run(1)).await;
+        assert_eq!(
+            next.expect("the next batch ran beside the stuck one")
+                .unwrap(),
+            1
+        );
+        assert!(started.elapsed() >= STALL - Duration::from_millis(11));
+        assert!(!stuck.is_finished());
+        release.notify_one();
+        assert_eq!(stuck.await.unwrap().unwrap(), 0);
     }
 
     #[tokio::test]

@@ -275,7 +275,7 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
             begin: true,
             commit: folded_commit && !reveal_runs,
         };
-        share_runs::<D>(conn, &shares, false, frame)
+        share_runs::<D>(conn, &shares, frame)
             .await
             .map_err(|_| ())?;
         begun = true;
@@ -284,7 +284,7 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
         begin: !begun,
         commit: folded_commit,
     };
-    let mut revealed = reveal_all::<D>(conn, &reveals, false, frame)
+    let mut revealed = reveal_all::<D>(conn, &reveals, frame)
         .await
         .map_err(|_| ())?
         .into_iter();
@@ -299,8 +299,8 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
         let answer = match &job.work {
             Work::Share(_) => Ok(Box::new(()) as Box<dyn Any + Send>),
             Work::Reveal(_) => match revealed.next() {
-                Some(Ok(secret)) => Ok(Box::new(secret) as Box<dyn Any + Send>),
-                _ => return Err(()),
+                Some(secret) => Ok(Box::new(secret) as Box<dyn Any + Send>),
+                None => return Err(()),
             },
             Work::Opaque(work) => match work(conn).await {
                 Ok(out) => Ok(out),
@@ -323,12 +323,12 @@ async fn alone<D: Dialect>(conn: &mut Conn<D>, work: &Work<D>) -> Answer {
     };
     let merged = match work {
         Work::Opaque(work) => return opaque_alone::<D>(conn, work).await,
-        Work::Share(share) => share_runs::<D>(conn, std::slice::from_ref(share), false, whole)
+        Work::Share(share) => share_runs::<D>(conn, std::slice::from_ref(share), whole)
             .await
             .map(|_| Box::new(()) as Box<dyn Any + Send>),
-        Work::Reveal(reveal) => reveal_all::<D>(conn, std::slice::from_ref(reveal), false, whole)
+        Work::Reveal(reveal) => reveal_all::<D>(conn, std::slice::from_ref(reveal), whole)
             .await
-            .and_then(|mut answers| answers.pop().unwrap_or(Ok(None)))
+            .map(|mut answers| answers.pop().flatten())
             .map(|secret| Box::new(secret) as Box<dyn Any + Send>),
     };
     // Begun and committed in the statement; on failure, nothing of it may stay.

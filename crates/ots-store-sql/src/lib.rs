@@ -38,6 +38,27 @@ pub enum Arg<'a> {
     Bool(bool),
 }
 
+/// A column of values bound as one array parameter, for `unnest($N)` and `= ANY($N)`: only
+/// a dialect whose `WITH` holds writes (Postgres) is given these (see
+/// [`Dialect::fetch_all_params`]).
+#[derive(Debug, Clone)]
+pub enum Column<'a> {
+    Texts(Vec<&'a str>),
+    MaybeTexts(Vec<Option<&'a str>>),
+    Ints(Vec<i64>),
+    MaybeInts(Vec<Option<i64>>),
+    Blobs(Vec<&'a [u8]>),
+    MaybeBlobs(Vec<Option<&'a [u8]>>),
+    Bools(Vec<bool>),
+}
+
+/// A parameter that is one value or a column of them.
+#[derive(Debug, Clone)]
+pub enum Param<'a> {
+    One(Arg<'a>),
+    Column(Column<'a>),
+}
+
 pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
 pub type RowOf<D> = <<D as Dialect>::Db as Database>::Row;
 
@@ -82,6 +103,18 @@ pub trait Dialect: Send + Sync + 'static {
         sql: &'c str,
         args: Vec<Arg<'c>>,
     ) -> impl Future<Output = Result<Vec<RowOf<Self>>, sqlx::Error>> + Send + 'c;
+    /// Rows of `sql` whose parameters may be arrays: only a dialect whose `WITH` holds writes
+    /// is asked (Postgres, which binds [`Column`]s as arrays); the others refuse.
+    fn fetch_all_params<'c>(
+        conn: &'c mut Conn<Self>,
+        sql: &'c str,
+        params: Vec<Param<'c>>,
+    ) -> impl Future<Output = Result<Vec<RowOf<Self>>, sqlx::Error>> + Send + 'c {
+        let _ = (conn, sql, params);
+        std::future::ready(Err(sqlx::Error::Protocol(
+            "this database binds no arrays".into(),
+        )))
+    }
     /// Rows affected.
     fn execute<'c>(
         conn: &'c mut Conn<Self>,
@@ -173,18 +206,21 @@ macro_rules! plumbing {
     (@bind $db:ty, $sql:expr, $args:expr) => {{
         let mut query = ::sqlx::query::<$db>($sql);
         for arg in $args {
-            query = match arg {
-                $crate::Arg::Text(v) => query.bind(v),
-                $crate::Arg::MaybeText(v) => query.bind(v),
-                $crate::Arg::Int(v) => query.bind(v),
-                $crate::Arg::MaybeInt(v) => query.bind(v),
-                $crate::Arg::Bytes(v) => query.bind(v),
-                $crate::Arg::MaybeBytes(v) => query.bind(v),
-                $crate::Arg::Bool(v) => query.bind(v),
-            };
+            query = $crate::plumbing!(@bind_one query, arg);
         }
         query
     }};
+    (@bind_one $query:expr, $arg:expr) => {
+        match $arg {
+            $crate::Arg::Text(v) => $query.bind(v),
+            $crate::Arg::MaybeText(v) => $query.bind(v),
+            $crate::Arg::Int(v) => $query.bind(v),
+            $crate::Arg::MaybeInt(v) => $query.bind(v),
+            $crate::Arg::Bytes(v) => $query.bind(v),
+            $crate::Arg::MaybeBytes(v) => $query.bind(v),
+            $crate::Arg::Bool(v) => $query.bind(v),
+        }
+    };
 }
 
 /// The repository ports over one SQL database. Changes go through `writer`; reads through
@@ -218,14 +254,16 @@ impl<D: Dialect> SqlStore<D> {
         }
     }
 
-    /// Merges concurrent shares into one statement, and concurrent reveals without a
-    /// passphrase into another (see `merged`), with at most `in_flight` such statements of
-    /// each kind running at once: for a dialect whose `WITH` holds writes (Postgres). A
-    /// group commit merges its batches' shares and reveals itself.
-    pub fn with_merged_writes(mut self, in_flight: usize) -> Self {
+    /// Merges concurrent shares and reveals without a passphrase into one statement (see
+    /// `merged`): for a dialect whose `WITH` holds writes (Postgres). One such statement runs
+    /// at a time, each on one of `lanes` kept connections; the next lane starts beside a
+    /// statement only once it has run for `STALL` (25 ms), so that one held up by a row lock
+    /// does not hold up every write. A group commit merges its batches' shares and reveals
+    /// itself.
+    pub fn with_merged_writes(mut self, lanes: usize) -> Self {
         let mut inner = self.clone();
         inner.merge = None;
-        self.merge = Some(merged::Merge::start(inner, in_flight));
+        self.merge = Some(merged::Merge::start(inner, lanes));
         self
     }
 

@@ -1,34 +1,38 @@
 //! Shares and reveals without a passphrase, many per statement.
 //!
 //! A share inserts its metadata, its secret and any mail; a reveal without a passphrase
-//! deletes its secret, marks its metadata received and returns the sealed row. Both are
-//! written for a list of requests, cut into runs of power-of-two length (see
-//! [`chunk_lengths`]) so that only a few statement texts are ever prepared.
+//! deletes its secret, marks its metadata received and returns the sealed row.
 //!
-//! - On Postgres each run is one `WITH` statement, atomic on its own. Concurrent requests
-//!   reach it through a [`Batcher`]. When a run fails (a key conflict; a deadlock between two
-//!   runs revealing the same keys in another order), nothing of it was written, and each of
-//!   its requests runs again alone, so one request's failure stays its own.
+//! - On Postgres every share and reveal that came while the last statement ran goes into
+//!   the next one: one `WITH` that inserts the shares' rows from arrays (`unnest`) and deletes
+//!   the reveals' secrets by `key = ANY(…)`, one round trip and one commit for the whole
+//!   batch, whatever its size and mix, and one statement text (a few: the parts a batch does
+//!   not need are left out), prepared once per connection. Concurrent requests reach it
+//!   through the lanes of a [`Batcher`]. A statement is atomic: when one fails (a key
+//!   conflict; a deadlock between two statements revealing the same keys in another order),
+//!   nothing of it was written, and each of its requests runs again alone, so one request's
+//!   failure stays its own.
 //! - On SQLite the group commit's writer takes every share and reveal of its batch and runs
-//!   them as these runs inside the batch's transaction (one insert per table, one `DELETE`
-//!   and one `UPDATE` per run). A failed run fails the batch, which the writer rolls back and
-//!   replays job by job (see `commit`).
+//!   them inside the batch's transaction, cut into runs of power-of-two length (see
+//!   [`chunk_lengths`]) so that only a few statement texts are ever prepared: one insert per
+//!   table, one `UPDATE` and one `DELETE` per run. A failed run fails the batch, which the
+//!   writer rolls back and replays job by job (see `commit`).
 //!
 //! Reveal-once holds as before: the `DELETE` takes the row (on Postgres its row lock, across
 //! processes; on SQLite the single writer), so of concurrent reveals exactly one gets the
 //! row. Within a batch a key asked twice is deleted once and handed to the first asker.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ots_domain::*;
 
 use crate::batch::{chunk_lengths, Batcher};
 use crate::held::Held;
 use crate::outbox::MailRow;
-use crate::rows::{self, SECRET_COLUMNS};
+use crate::rows::{self, METADATA_COLUMNS, OUTBOX_COLUMNS, SECRET_COLUMNS};
 use crate::secrets::{placeholders, MetadataRow, SecretRow};
-use crate::{store_err, Arg, Conn, Dialect, Pinned, SqlStore};
+use crate::{store_err, Arg, Column, Conn, Dialect, Param, SqlStore};
 
 /// What one share writes.
 pub(crate) type Share = Arc<(StoredSecret, Metadata, Option<OutboxMail>)>;
@@ -42,9 +46,15 @@ pub(crate) struct Reveal {
     pub now: UnixTime,
 }
 
+/// One write the lanes merge.
+pub(crate) enum Write {
+    Share(Share),
+    Reveal(Reveal),
+}
+
 /// Where a caller on SQLite folds its transaction's `BEGIN` into the first statement it runs
 /// here and its `COMMIT` into the last: the whole batch is then a round trip or two to the
-/// driver's worker thread. Postgres never folds (its runs are atomic statements).
+/// driver's worker thread.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Frame {
     pub begin: bool,
@@ -70,76 +80,44 @@ impl Frame {
     }
 }
 
-/// The most jobs one batch takes (and so the longest run).
-const MAX_BATCH: usize = 32;
+/// The most jobs one batch takes: every client of a busy server at once, and well within
+/// what one statement binds.
+const MAX_BATCH: usize = 128;
 
-/// The batchers of a store that merges concurrent writes.
+/// The lanes of a store that merges concurrent writes.
 pub(crate) struct Merge {
-    shares: Batcher<Share, ()>,
-    reveals: Batcher<Reveal, Option<StoredSecret>>,
+    writes: Batcher<Write, Option<StoredSecret>>,
 }
 
 impl Clone for Merge {
     fn clone(&self) -> Self {
         Self {
-            shares: self.shares.clone(),
-            reveals: self.reveals.clone(),
+            writes: self.writes.clone(),
         }
     }
 }
 
 impl Merge {
-    /// Batchers over `store` (which must not merge itself), `in_flight` batches of each kind
-    /// at a time.
-    pub(crate) fn start<D: Dialect>(store: SqlStore<D>, in_flight: usize) -> Self {
-        let for_shares = store.clone();
-        let shares = Batcher::start(in_flight, MAX_BATCH, move |mut held: Held<D>, jobs| {
-            let store = for_shares.clone();
-            async move {
-                let answers = store.run_now(&mut held, jobs, shares::<D>).await;
-                (held, answers)
-            }
-        });
-        let reveals = Batcher::start(in_flight, MAX_BATCH, move |mut held: Held<D>, jobs| {
+    /// `lanes` lanes over `store` (which must not merge itself), each running one statement
+    /// at a time on a connection it keeps.
+    pub(crate) fn start<D: Dialect>(store: SqlStore<D>, lanes: usize) -> Self {
+        let writes = Batcher::start(lanes, MAX_BATCH, move |mut held: Held<D>, jobs| {
             let store = store.clone();
             async move {
-                let answers = store.run_now(&mut held, jobs, reveals::<D>).await;
+                let answers = store.write_now(&mut held, &jobs).await;
                 (held, answers)
             }
         });
-        Self { shares, reveals }
+        Self { writes }
     }
 
     pub(crate) async fn share(&self, share: Share) -> Result<(), StoreError> {
-        self.shares.run(share).await
+        self.writes.run(Write::Share(share)).await.map(|_| ())
     }
 
     pub(crate) async fn reveal(&self, reveal: Reveal) -> Result<Option<StoredSecret>, StoreError> {
-        self.reveals.run(reveal).await
+        self.writes.run(Write::Reveal(reveal)).await
     }
-}
-
-/// How one kind of merged job is written: its runs on `conn`, `fallback` as for
-/// [`share_runs`].
-type Runs<D, J, A> = for<'c> fn(&'c mut Conn<D>, &'c [J], bool) -> Pinned<'c, Answers<A>>;
-
-/// One answer per job, or one failure for all.
-type Answers<A> = Result<Vec<Result<A, StoreError>>, StoreError>;
-
-fn shares<'c, D: Dialect>(
-    conn: &'c mut Conn<D>,
-    jobs: &'c [Share],
-    fallback: bool,
-) -> Pinned<'c, Answers<()>> {
-    Box::pin(share_runs::<D>(conn, jobs, fallback, Frame::default()))
-}
-
-fn reveals<'c, D: Dialect>(
-    conn: &'c mut Conn<D>,
-    jobs: &'c [Reveal],
-    fallback: bool,
-) -> Pinned<'c, Answers<Option<StoredSecret>>> {
-    Box::pin(reveal_all::<D>(conn, jobs, fallback, Frame::default()))
 }
 
 impl<D: Dialect> crate::batch::Slot for Held<D> {
@@ -149,93 +127,324 @@ impl<D: Dialect> crate::batch::Slot for Held<D> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Stores each share; one answer per share, in order.
-    pub(crate) async fn share_now(&self, jobs: Vec<Share>) -> Vec<Result<(), StoreError>> {
-        self.run_now(&mut Held::default(), jobs, shares::<D>).await
-    }
-
-    /// Takes each reveal's secret; one answer per reveal, in order.
-    pub(crate) async fn reveal_now(
-        &self,
-        jobs: Vec<Reveal>,
-    ) -> Vec<Result<Option<StoredSecret>, StoreError>> {
-        self.run_now(&mut Held::default(), jobs, reveals::<D>).await
-    }
-
-    /// Where each run is one atomic statement (Postgres), outside any transaction on the
-    /// connection `held` keeps (or a pooled one, kept there afterwards unless the database
-    /// seemed unreachable), a failed run replayed job by job; otherwise all in one
-    /// transaction, which fails as a whole.
-    async fn run_now<J, A>(
+    /// Runs `jobs` at once, without merging with any other caller's: one statement on a
+    /// dialect whose `WITH` holds writes, else one transaction. One answer per job, in order
+    /// (`None` for a share).
+    pub(crate) async fn write_now(
         &self,
         held: &mut Held<D>,
-        jobs: Vec<J>,
-        runs: Runs<D, J, A>,
-    ) -> Vec<Result<A, StoreError>>
-    where
-        J: Send + Sync + 'static,
-        A: Send + 'static,
-    {
-        let n = jobs.len();
-        let answers = if D::WRITES_IN_WITH {
-            match held.take(self.pool()).await.map_err(store_err::<D>) {
+        jobs: &[Write],
+    ) -> Vec<Result<Option<StoredSecret>, StoreError>> {
+        if D::WRITES_IN_WITH {
+            return match held.take(self.pool()).await {
                 Ok(mut conn) => {
-                    let answers = runs(&mut conn, &jobs, true).await;
+                    let answers = in_one_statement::<D>(&mut conn, jobs).await;
                     let unreachable =
-                        |a: &Result<A, StoreError>| matches!(a, Err(StoreError::Unavailable(_)));
-                    match &answers {
-                        Ok(each) if !each.iter().any(unreachable) => held.keep(conn),
-                        // Back to the pool, whose ping on release closes it if it is broken.
-                        _ => drop(conn),
+                        |a: &Result<_, StoreError>| matches!(a, Err(StoreError::Unavailable(_)));
+                    if !answers.iter().any(unreachable) {
+                        held.keep(conn);
                     }
+                    // Otherwise back to the pool, whose ping on release closes it if broken.
                     answers
                 }
-                Err(err) => Err(err),
-            }
-        } else {
-            let jobs = Arc::new(jobs);
-            self.transact(move |conn| {
-                let jobs = jobs.clone();
-                Box::pin(async move { runs(conn, &jobs, false).await })
+                Err(err) => {
+                    let err = store_err::<D>(err);
+                    jobs.iter().map(|_| Err(err.clone())).collect()
+                }
+            };
+        }
+        let (shares, reveals) = split(jobs);
+        let (shares, reveals) = (Arc::new(shares), Arc::new(reveals));
+        let done = self
+            .transact(move |conn| {
+                let (shares, reveals) = (shares.clone(), reveals.clone());
+                Box::pin(async move {
+                    share_runs::<D>(conn, &shares, Frame::default()).await?;
+                    reveal_all::<D>(conn, &reveals, Frame::default()).await
+                })
             })
-            .await
-        };
-        answers.unwrap_or_else(|err| (0..n).map(|_| Err(err.clone())).collect())
+            .await;
+        match done {
+            Ok(revealed) => {
+                let mut revealed = revealed.into_iter();
+                jobs.iter()
+                    .map(|job| match job {
+                        Write::Share(_) => Ok(None),
+                        Write::Reveal(_) => Ok(revealed.next().flatten()),
+                    })
+                    .collect()
+            }
+            Err(err) => jobs.iter().map(|_| Err(err.clone())).collect(),
+        }
     }
 }
 
-/// Every share, run by run. With `fallback` (each run atomic alone: Postgres) a failed run
-/// is tried again share by share; without, the first failure is the answer (the caller's
-/// transaction is to be rolled back). `frame` is applied when there is at least one share.
+/// The shares and the reveals of `jobs`, each in order.
+fn split(jobs: &[Write]) -> (Vec<Share>, Vec<Reveal>) {
+    let (mut shares, mut reveals) = (Vec::new(), Vec::new());
+    for job in jobs {
+        match job {
+            Write::Share(share) => shares.push(share.clone()),
+            Write::Reveal(reveal) => reveals.push(reveal.clone()),
+        }
+    }
+    (shares, reveals)
+}
+
+/// Every job of a batch in one statement (Postgres): the shares with the reveals that may
+/// open under the same key ids (all of them, in a process with one key ring); reveals under
+/// other key ids, if any, in a statement each. A failed statement of several jobs is run
+/// again job by job.
+async fn in_one_statement<D: Dialect>(
+    conn: &mut Conn<D>,
+    jobs: &[Write],
+) -> Vec<Result<Option<StoredSecret>, StoreError>> {
+    let mut answers: Vec<Result<Option<StoredSecret>, StoreError>> =
+        jobs.iter().map(|_| Ok(None)).collect();
+    // Statements to run: the key ids of their reveals, and job indices; the shares go in
+    // the first.
+    type Statement<'j> = (Option<&'j Arc<Vec<String>>>, Vec<usize>);
+    let mut statements: Vec<Statement> = vec![(None, Vec::new())];
+    for (i, job) in jobs.iter().enumerate() {
+        match job {
+            Write::Share(_) => statements[0].1.push(i),
+            // Nothing can open under no key id: nothing to take.
+            Write::Reveal(reveal) if reveal.key_ids.is_empty() => {}
+            Write::Reveal(reveal) => {
+                match statements
+                    .iter_mut()
+                    .find(|(ids, _)| ids.is_none_or(|ids| ids == &reveal.key_ids))
+                {
+                    Some(statement) => {
+                        statement.0 = Some(&reveal.key_ids);
+                        statement.1.push(i);
+                    }
+                    None => statements.push((Some(&reveal.key_ids), vec![i])),
+                }
+            }
+        }
+    }
+    for (_, indices) in statements.iter().filter(|(_, ix)| !ix.is_empty()) {
+        match one_statement::<D>(conn, jobs, indices).await {
+            Ok(taken) => fill(&mut answers, jobs, indices, taken),
+            Err(err) if indices.len() == 1 => answers[indices[0]] = Err(err),
+            Err(_) => {
+                for &i in indices {
+                    match one_statement::<D>(conn, jobs, &[i]).await {
+                        Ok(taken) => fill(&mut answers, jobs, &[i], taken),
+                        Err(err) => answers[i] = Err(err),
+                    }
+                }
+            }
+        }
+    }
+    answers
+}
+
+/// Hands each secret taken to the first of `indices` that asked for it; later askers of the
+/// same key find it gone.
+fn fill(
+    answers: &mut [Result<Option<StoredSecret>, StoreError>],
+    jobs: &[Write],
+    indices: &[usize],
+    taken: Vec<StoredSecret>,
+) {
+    let mut taken: HashMap<String, StoredSecret> =
+        taken.into_iter().map(|s| (s.id.to_hex(), s)).collect();
+    for &i in indices {
+        if let Write::Reveal(reveal) = &jobs[i] {
+            answers[i] = Ok(taken.remove(&reveal.key));
+        }
+    }
+}
+
+/// The parts of the merged statement, by what a batch holds.
+#[derive(Clone, Copy)]
+struct Parts {
+    shares: bool,
+    mail: bool,
+    reveals: bool,
+}
+
+impl Parts {
+    fn index(self) -> usize {
+        usize::from(self.shares) | usize::from(self.mail) << 1 | usize::from(self.reveals) << 2
+    }
+}
+
+/// Column types of the metadata, secret and mail rows, in [`METADATA_COLUMNS`],
+/// [`SECRET_COLUMNS`] and [`OUTBOX_COLUMNS`] order.
+const METADATA_TYPES: [&str; 14] = [
+    "text", "text", "text", "text", "int8", "text", "int8", "int8", "int8", "int8", "text", "bool",
+    "int8", "int8",
+];
+const SECRET_TYPES: [&str; 14] = [
+    "text", "text", "bytea", "bytea", "bytea", "int8", "text", "int8", "bytea", "text", "text",
+    "int8", "int8", "int8",
+];
+const OUTBOX_TYPES: [&str; 7] = ["text", "text", "text", "text", "text", "int8", "int8"];
+
+/// The statement for `parts`: built once per kind of batch, so that its text is the same
+/// every time and the connection's prepared statement is found by it. Its parameters, in
+/// order: the metadata columns and the secret columns (shares), the mail columns (mail),
+/// then the time, the keys and the key ids (reveals); each column one array.
+fn statement(parts: Parts) -> &'static str {
+    static TEXTS: [OnceLock<String>; 8] = [const { OnceLock::new() }; 8];
+    TEXTS[parts.index()].get_or_init(|| {
+        let mut n = 0;
+        let mut unnest = |types: &[&str]| {
+            let list: Vec<String> = types
+                .iter()
+                .map(|t| {
+                    n += 1;
+                    format!("${n}::{t}[]")
+                })
+                .collect();
+            format!("SELECT * FROM unnest({})", list.join(", "))
+        };
+        let mut ctes = Vec::new();
+        if parts.shares {
+            let (m, s) = (unnest(&METADATA_TYPES), unnest(&SECRET_TYPES));
+            ctes.push(format!(
+                "m AS (INSERT INTO metadata ({METADATA_COLUMNS}) {m})"
+            ));
+            ctes.push(format!("s AS (INSERT INTO secrets ({SECRET_COLUMNS}) {s})"));
+        }
+        if parts.mail {
+            let o = unnest(&OUTBOX_TYPES);
+            ctes.push(format!("o AS (INSERT INTO outbox ({OUTBOX_COLUMNS}) {o})"));
+        }
+        let select = if parts.reveals {
+            let (now, keys, key_ids) = (n + 1, n + 2, n + 3);
+            ctes.push(format!(
+                "d AS (DELETE FROM secrets WHERE key = ANY(${keys}::text[]) \
+                 AND expires_at > ${now}::int8 AND scheme = 2 AND passphrase_cost IS NULL \
+                 AND key_id = ANY(${key_ids}::text[]) RETURNING {SECRET_COLUMNS})"
+            ));
+            ctes.push(format!(
+                "u AS (UPDATE metadata SET state = 'received', secret_key = NULL, \
+                 received = ${now}::int8, updated = ${now}::int8 \
+                 WHERE key IN (SELECT metadata_key FROM d))"
+            ));
+            format!("SELECT {SECRET_COLUMNS} FROM d")
+        } else {
+            "SELECT 1 WHERE false".to_owned()
+        };
+        format!("WITH {} {select}", ctes.join(", "))
+    })
+}
+
+/// Runs the jobs at `indices` as one statement; the secrets its reveals took.
+async fn one_statement<D: Dialect>(
+    conn: &mut Conn<D>,
+    jobs: &[Write],
+    indices: &[usize],
+) -> Result<Vec<StoredSecret>, StoreError> {
+    let (mut shares, mut reveals) = (Vec::new(), Vec::new());
+    for &i in indices {
+        match &jobs[i] {
+            Write::Share(share) => shares.push(&**share),
+            Write::Reveal(reveal) => reveals.push(reveal),
+        }
+    }
+    let metadata: Vec<MetadataRow> = shares.iter().map(|s| MetadataRow::of(&s.1)).collect();
+    let secrets: Vec<SecretRow> = shares.iter().map(|s| SecretRow::of(&s.0)).collect();
+    let mails: Vec<MailRow> = shares
+        .iter()
+        .filter_map(|s| s.2.as_ref().map(MailRow::of))
+        .collect();
+    let parts = Parts {
+        shares: !shares.is_empty(),
+        mail: !mails.is_empty(),
+        reveals: !reveals.is_empty(),
+    };
+    let mut params = Vec::with_capacity(38);
+    if parts.shares {
+        params.extend(columns(
+            metadata.iter().map(|m| m.args()),
+            METADATA_TYPES.len(),
+        ));
+        params.extend(columns(
+            secrets.iter().map(|s| s.args()),
+            SECRET_TYPES.len(),
+        ));
+    }
+    if parts.mail {
+        params.extend(columns(mails.iter().map(|o| o.args()), OUTBOX_TYPES.len()));
+    }
+    if let Some(first) = reveals.first() {
+        // A statement answers after every job in it was asked: the latest "now" is the
+        // truest, and never reveals what expired meanwhile.
+        let now = reveals.iter().map(|r| r.now).max().unwrap_or(first.now);
+        params.push(Param::One(Arg::Int(now)));
+        params.push(Param::Column(Column::Texts(
+            reveals.iter().map(|r| r.key.as_str()).collect(),
+        )));
+        params.push(Param::Column(Column::Texts(
+            first.key_ids.iter().map(String::as_str).collect(),
+        )));
+    }
+    let rows = D::fetch_all_params(conn, statement(parts), params)
+        .await
+        .map_err(store_err::<D>)?;
+    rows.iter().map(rows::secret::<D>).collect()
+}
+
+/// Rows of values turned into a column each: `width` columns, every row as wide.
+fn columns<'a>(rows: impl Iterator<Item = Vec<Arg<'a>>>, width: usize) -> Vec<Param<'a>> {
+    let mut out: Vec<Column<'a>> = Vec::with_capacity(width);
+    for (r, row) in rows.enumerate() {
+        for (c, arg) in row.into_iter().enumerate() {
+            if r == 0 {
+                out.push(match arg {
+                    Arg::Text(_) => Column::Texts(Vec::new()),
+                    Arg::MaybeText(_) => Column::MaybeTexts(Vec::new()),
+                    Arg::Int(_) => Column::Ints(Vec::new()),
+                    Arg::MaybeInt(_) => Column::MaybeInts(Vec::new()),
+                    Arg::Bytes(_) => Column::Blobs(Vec::new()),
+                    Arg::MaybeBytes(_) => Column::MaybeBlobs(Vec::new()),
+                    Arg::Bool(_) => Column::Bools(Vec::new()),
+                });
+            }
+            match (&mut out[c], arg) {
+                (Column::Texts(v), Arg::Text(x)) => v.push(x),
+                (Column::MaybeTexts(v), Arg::MaybeText(x)) => v.push(x),
+                (Column::Ints(v), Arg::Int(x)) => v.push(x),
+                (Column::MaybeInts(v), Arg::MaybeInt(x)) => v.push(x),
+                (Column::Blobs(v), Arg::Bytes(x)) => v.push(x),
+                (Column::MaybeBlobs(v), Arg::MaybeBytes(x)) => v.push(x),
+                (Column::Bools(v), Arg::Bool(x)) => v.push(x),
+                // Each row's values come in the same order and kinds (`args()`).
+                _ => unreachable!("rows of one table bind the same kinds in the same order"),
+            }
+        }
+    }
+    out.into_iter().map(Param::Column).collect()
+}
+
+/// One answer per job, or one failure for all.
+type Answers<A> = Result<Vec<A>, StoreError>;
+
+/// Every share, run by run, inside the caller's transaction (SQLite); the first failure is
+/// the answer (the transaction is to be rolled back). `frame` is applied when there is at
+/// least one share.
 pub(crate) async fn share_runs<D: Dialect>(
     conn: &mut Conn<D>,
     jobs: &[Share],
-    fallback: bool,
     frame: Frame,
-) -> Answers<()> {
-    let mut answers = Vec::with_capacity(jobs.len());
+) -> Result<(), StoreError> {
     let mut at = 0;
     let lengths = chunk_lengths(jobs.len());
     for (i, &len) in lengths.iter().enumerate() {
         let run = &jobs[at..at + len];
         at += len;
-        match insert_shares::<D>(conn, run, frame.of_run(i, lengths.len())).await {
-            Ok(()) => answers.extend(run.iter().map(|_| Ok(()))),
-            Err(err) if !fallback => return Err(err),
-            Err(err) if len == 1 => answers.push(Err(err)),
-            Err(_) => {
-                for job in run {
-                    let one = std::slice::from_ref(job);
-                    answers.push(insert_shares::<D>(conn, one, Frame::default()).await);
-                }
-            }
-        }
+        insert_shares::<D>(conn, run, frame.of_run(i, lengths.len())).await?;
     }
-    Ok(answers)
+    Ok(())
 }
 
-/// The rows of `shares`: on Postgres one `WITH` (foreign keys checked at its end); on SQLite
-/// one insert per table, metadata first.
+/// The rows of `shares`: one insert per table, metadata first, in one query of several
+/// statements numbered on across them (one round trip to the driver's worker thread).
 async fn insert_shares<D: Dialect>(
     conn: &mut Conn<D>,
     shares: &[Share],
@@ -248,9 +457,9 @@ async fn insert_shares<D: Dialect>(
         .iter()
         .filter_map(|s| s.2.as_ref().map(MailRow::of))
         .collect();
-    let m_args: Vec<Arg> = metadata.iter().flat_map(|m| m.args()).collect();
-    let s_args: Vec<Arg> = secrets.iter().flat_map(|s| s.args()).collect();
-    let o_args: Vec<Arg> = mails.iter().flat_map(|o| o.args()).collect();
+    let mut args: Vec<Arg> = metadata.iter().flat_map(|m| m.args()).collect();
+    args.extend(secrets.iter().flat_map(|s| s.args()));
+    args.extend(mails.iter().flat_map(|o| o.args()));
     let s_first = 1 + n * MetadataRow::COUNT;
     let mut inserts = vec![
         MetadataRow::insert_sql(1, n),
@@ -260,34 +469,18 @@ async fn insert_shares<D: Dialect>(
         let o_first = s_first + n * SecretRow::COUNT;
         inserts.push(MailRow::insert_sql(o_first, mails.len()));
     }
-    let sql = if D::WRITES_IN_WITH {
-        let ctes: Vec<String> = ["m", "s", "o"]
-            .iter()
-            .zip(&inserts)
-            .map(|(name, insert)| format!("{name} AS ({insert})"))
-            .collect();
-        format!("WITH {} SELECT 1", ctes.join(", "))
-    } else {
-        // One query of several statements, numbered on across them: one round trip to
-        // the driver's worker thread.
-        frame.wrap(inserts.join("; "))
-    };
-    let mut args = m_args;
-    args.extend(s_args);
-    args.extend(o_args);
-    D::execute(conn, &sql, args)
+    D::execute(conn, &frame.wrap(inserts.join("; ")), args)
         .await
         .map(|_| ())
         .map_err(store_err::<D>)
 }
 
-/// Every reveal: grouped by the key ids they may open, each key deleted once and handed to
-/// the first job that asked for it. `fallback` as for [`share_runs`]; `frame` is applied
-/// when some job has key ids.
+/// Every reveal, inside the caller's transaction (SQLite): grouped by the key ids they may
+/// open, each key deleted once and handed to the first job that asked for it; the first
+/// failure is the answer. `frame` is applied when some job has key ids.
 pub(crate) async fn reveal_all<D: Dialect>(
     conn: &mut Conn<D>,
     jobs: &[Reveal],
-    fallback: bool,
     frame: Frame,
 ) -> Answers<Option<StoredSecret>> {
     // Per set of key ids: the keys asked, each once, and the latest time asked.
@@ -314,54 +507,20 @@ pub(crate) async fn reveal_all<D: Dialect>(
             at += len;
         }
     }
-    let mut taken: HashMap<&str, Result<StoredSecret, StoreError>> = HashMap::new();
+    let mut taken: HashMap<String, StoredSecret> = HashMap::new();
     for (i, &(key_ids, run, now)) in runs.iter().enumerate() {
-        let run_frame = frame.of_run(i, runs.len());
-        match delete_run::<D>(conn, run, key_ids, now, run_frame).await {
-            Ok(found) => {
-                for secret in found {
-                    if let Some(key) = run.iter().find(|k| **k == secret.id.to_hex()) {
-                        taken.insert(key, Ok(secret));
-                    }
-                }
-            }
-            Err(err) if !fallback => return Err(err),
-            Err(err) if run.len() == 1 => {
-                taken.insert(run[0], Err(err));
-            }
-            Err(_) => {
-                for key in run {
-                    let one = std::slice::from_ref(key);
-                    match delete_run::<D>(conn, one, key_ids, now, Frame::default()).await {
-                        Ok(found) => {
-                            if let Some(secret) = found.into_iter().next() {
-                                taken.insert(key, Ok(secret));
-                            }
-                        }
-                        Err(err) => {
-                            taken.insert(key, Err(err));
-                        }
-                    }
-                }
-            }
-        }
+        let found = delete_run::<D>(conn, run, key_ids, now, frame.of_run(i, runs.len())).await?;
+        taken.extend(found.into_iter().map(|s| (s.id.to_hex(), s)));
     }
-    Ok(jobs
-        .iter()
-        .map(|job| match taken.get(job.key.as_str()) {
-            Some(Err(err)) => Err(err.clone()),
-            // Found: the first job with this key takes it; later ones find it gone.
-            Some(Ok(_)) => match taken.remove(job.key.as_str()) {
-                Some(Ok(secret)) => Ok(Some(secret)),
-                _ => Ok(None),
-            },
-            None => Ok(None),
-        })
-        .collect())
+    // Found: the first job with this key takes it; later ones find it gone.
+    Ok(jobs.iter().map(|job| taken.remove(&job.key)).collect())
 }
 
 /// Deletes the live, passphrase-free secrets among `keys` sealed under one of `key_ids`,
-/// marks their metadata received, and returns them.
+/// marks their metadata received, and returns them. SQLite's `WITH` holds no writes: the
+/// metadata is marked first, by the same filter, then the rows are deleted and returned; one
+/// query of two statements in the writer's transaction, one round trip to the driver's
+/// worker thread.
 async fn delete_run<D: Dialect>(
     conn: &mut Conn<D>,
     keys: &[&str],
@@ -379,21 +538,11 @@ async fn delete_run<D: Dialect>(
     let mut args = vec![Arg::Int(now)];
     args.extend(keys.iter().map(|k| Arg::Text(k)));
     args.extend(key_ids.iter().map(|k| Arg::Text(k)));
-    const RECEIVED: &str = "UPDATE metadata SET state = 'received', secret_key = NULL, \
-                            received = $1, updated = $1 WHERE key IN";
-    let sql = if D::WRITES_IN_WITH {
-        format!(
-            "WITH s AS (DELETE {live} RETURNING {SECRET_COLUMNS}), \
-             m AS ({RECEIVED} (SELECT metadata_key FROM s)) SELECT {SECRET_COLUMNS} FROM s"
-        )
-    } else {
-        // SQLite's `WITH` holds no writes: the metadata is marked first, by the same
-        // filter, then the rows are deleted and returned; one query of two statements in
-        // the writer's transaction, one round trip to the driver's worker thread.
-        frame.wrap(format!(
-            "{RECEIVED} (SELECT metadata_key {live}); DELETE {live} RETURNING {SECRET_COLUMNS}"
-        ))
-    };
+    let sql = frame.wrap(format!(
+        "UPDATE metadata SET state = 'received', secret_key = NULL, received = $1, \
+         updated = $1 WHERE key IN (SELECT metadata_key {live}); \
+         DELETE {live} RETURNING {SECRET_COLUMNS}"
+    ));
     let rows = D::fetch_all(conn, &sql, args)
         .await
         .map_err(store_err::<D>)?;

@@ -8,7 +8,8 @@ use ots_domain::*;
 
 use ots_domain::crypto::hex;
 
-use crate::merged::Reveal;
+use crate::held::Held;
+use crate::merged::{Reveal, Write};
 use crate::rows::{self, join_recipients, METADATA_COLUMNS, SECRET_COLUMNS};
 use crate::{store_err, Arg, Conn, Dialect, RowOf, SqlStore};
 
@@ -259,7 +260,11 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         match (&self.merge, &self.commit) {
             (Some(merge), _) => merge.share(share).await,
             (None, Some(commit)) => commit.share(share).await,
-            (None, None) => self.share_now(vec![share]).await.remove(0),
+            (None, None) => self
+                .write_now(&mut Held::default(), &[Write::Share(share)])
+                .await
+                .remove(0)
+                .map(|_| ()),
         }
     }
 
@@ -303,7 +308,10 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         match (&self.merge, &self.commit) {
             (Some(merge), _) => merge.reveal(reveal).await,
             (None, Some(commit)) => commit.reveal(reveal).await,
-            (None, None) => self.reveal_now(vec![reveal]).await.remove(0),
+            (None, None) => self
+                .write_now(&mut Held::default(), &[Write::Reveal(reveal)])
+                .await
+                .remove(0),
         }
     }
 
