@@ -120,14 +120,11 @@ fn open_without_passphrase(
     let (secrets, _, _) = store.dump();
     let mut opened = BTreeSet::new();
     for secret in &secrets {
-        let ValueScheme::Sealed { key_id, .. } = secret.scheme else {
-            continue;
-        };
         for link in links.iter().filter(|l| SecretId::of(l) == secret.id) {
             let mut aad = secret.id.as_bytes().to_vec();
             aad.extend_from_slice(secret.metadata_id.as_bytes());
             if let Some(value) = keyring.open_value(
-                key_id,
+                &secret.scheme,
                 &secret.ciphertext,
                 link,
                 None,
@@ -190,8 +187,8 @@ async fn a_passphrase_guess_costs_a_bcrypt_even_with_the_link_and_the_master_sec
     let (secrets, _, _) = s.store.dump();
     let secret = secrets.iter().find(|x| x.id == SecretId::of(link)).unwrap();
     let ValueScheme::Sealed {
-        key_id,
         passphrase: Some(params),
+        ..
     } = secret.scheme
     else {
         panic!("a passphrase-protected secret in the current scheme");
@@ -200,7 +197,7 @@ async fn a_passphrase_guess_costs_a_bcrypt_even_with_the_link_and_the_master_sec
     aad.extend_from_slice(secret.metadata_id.as_bytes());
     let open = |derived: &[u8; 24]| {
         keyring.open_value(
-            key_id,
+            &secret.scheme,
             &secret.ciphertext,
             link,
             Some(derived),

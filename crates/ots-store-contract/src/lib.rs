@@ -96,12 +96,17 @@ pub fn record(
         ciphertext: vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
         nonce: [3; 12],
         salt: [4; 16],
-        scheme: ValueScheme::Sealed {
-            key_id: KeyId([1, 2, 3, 4]),
-            passphrase: passphrase.then_some(PassphraseParams {
-                cost: 4,
-                salt: [6; 16],
-            }),
+        scheme: match passphrase {
+            true => ValueScheme::Sealed {
+                key_id: KeyId([1, 2, 3, 4]),
+                passphrase: Some(PassphraseParams {
+                    cost: 4,
+                    salt: [6; 16],
+                }),
+            },
+            false => ValueScheme::Expanded {
+                key_id: KeyId([1, 2, 3, 4]),
+            },
         },
         failed_tries: 0,
         created,
@@ -293,6 +298,19 @@ pub async fn consume_unprotected_takes_only_what_opens_without_a_passphrase<S: S
     assert_eq!(
         (md.state, md.received, md.updated, md.sealed_secret_key),
         (MetadataState::Received, Some(T0 + 10), T0 + 10, None)
+    );
+
+    // What earlier releases wrote without a passphrase is taken the same way.
+    let (mut older, older_md) = record(&CustId::anonymous(), T0, 3600, false);
+    older.scheme = ValueScheme::Sealed {
+        key_id: HELD,
+        passphrase: None,
+    };
+    store.create(&older, &older_md, None).await.unwrap();
+    assert_eq!(take(&*store, &older.id, &[other], T0 + 1).await, None);
+    assert_eq!(
+        take(&*store, &older.id, &[HELD], T0 + 1).await.as_ref(),
+        Some(&older)
     );
 
     // A passphrase, or an expired secret: nothing is taken.
@@ -953,6 +971,9 @@ pub async fn check_value_keeps_the_first_until_replaced<S: SecretRepository>(sto
 /// What tells how a value opens comes back exactly as stored, for every scheme.
 pub async fn every_value_scheme_round_trips<S: SecretRepository>(store: Arc<S>) {
     let schemes = [
+        ValueScheme::Expanded {
+            key_id: KeyId([3, 4, 5, 6]),
+        },
         ValueScheme::Sealed {
             key_id: KeyId([9, 8, 7, 6]),
             passphrase: None,

@@ -124,7 +124,9 @@ impl SecretRepository for MemoryStore {
     ) -> Result<Option<StoredSecret>, StoreError> {
         let mut state = self.lock();
         let unprotected = state.live_secret(key, now).is_some_and(|s| {
-            matches!(s.scheme, ValueScheme::Sealed { key_id, passphrase: None } if key_ids.contains(&key_id))
+            s.scheme
+                .opens_without_passphrase()
+                .is_some_and(|key_id| key_ids.contains(&key_id))
         });
         if !unprotected {
             return Ok(None);

@@ -318,7 +318,7 @@ fn statement(parts: Parts) -> &'static str {
             let (now, keys, key_ids) = (n + 1, n + 2, n + 3);
             ctes.push(format!(
                 "d AS (DELETE FROM secrets WHERE key = ANY(${keys}::text[]) \
-                 AND expires_at > ${now}::int8 AND scheme = 2 AND passphrase_cost IS NULL \
+                 AND expires_at > ${now}::int8 AND scheme IN (2, 3) AND passphrase_cost IS NULL \
                  AND key_id = ANY(${key_ids}::text[]) RETURNING {SECRET_COLUMNS})"
             ));
             ctes.push(format!(
@@ -530,7 +530,7 @@ async fn delete_run<D: Dialect>(
 ) -> Result<Vec<StoredSecret>, StoreError> {
     let n = keys.len();
     let live = format!(
-        "FROM secrets WHERE key IN {} AND expires_at > $1 AND scheme = 2 \
+        "FROM secrets WHERE key IN {} AND expires_at > $1 AND scheme IN (2, 3) \
          AND passphrase_cost IS NULL AND key_id IN {}",
         placeholders(2, n),
         placeholders(2 + n, key_ids.len())

@@ -150,6 +150,9 @@ pub(crate) fn secret<D: Dialect>(row: &RowOf<D>) -> Result<StoredSecret, StoreEr
                 None => None,
             },
         },
+        3 => ValueScheme::Expanded {
+            key_id: f.parsed("key_id", KeyId::from_hex)?,
+        },
         1 => ValueScheme::Legacy {
             passphrase_hash: f
                 .maybe_text("passphrase_hash")?

@@ -132,6 +132,7 @@ impl<'s> SecretRow<'s> {
             ValueScheme::Sealed { key_id, passphrase } => {
                 (2, Some(key_id.to_hex()), *passphrase, None, None)
             }
+            ValueScheme::Expanded { key_id } => (3, Some(key_id.to_hex()), None, None, None),
             ValueScheme::Legacy {
                 passphrase_hash,
                 sealed_metadata_key,

@@ -1,18 +1,31 @@
 //! The master secret, previous ones during a rotation, and what the server seals with them.
 
-use ring::aead;
+use ring::{aead, hkdf};
 use zeroize::Zeroizing;
 
 use super::{
     aead_key, aead_key_salted, open, open_random, seal, seal_random, MIN_MASTER_SECRET_LEN,
     SEALED_SALT,
 };
-use crate::model::{KeyId, SecretKey, SecretValue, Sensitive};
+use crate::model::{KeyId, PassphraseParams, SecretKey, SecretValue, Sensitive, ValueScheme};
 use crate::random::Rng;
 
 struct Master {
     id: KeyId,
     secret: Zeroizing<Vec<u8>>,
+    /// HKDF's extract of the secret for [`ValueScheme::Expanded`] value keys, done once:
+    /// each value key is then one expand (three SHA-256 blocks, not eight).
+    values: hkdf::Prk,
+}
+
+impl Master {
+    fn new(secret: &[u8]) -> Self {
+        Self {
+            id: KeyId::of(secret),
+            secret: Zeroizing::new(secret.to_vec()),
+            values: hkdf::Salt::new(hkdf::HKDF_SHA256, EXPANDED_SALT).extract(secret),
+        }
+    }
 }
 
 /// The current master secret, which seals everything new, and previous ones, which still
@@ -40,6 +53,9 @@ pub enum MasterCheck {
 }
 
 const VALUE_INFO: &[u8] = b"ots/v2/secret-value";
+/// The salt of the extract, and the info of each expand, of [`ValueScheme::Expanded`] keys.
+const EXPANDED_SALT: &[u8] = b"ots/v3/values";
+const EXPANDED_INFO: &[u8] = b"ots/v3/secret-value";
 const CHECK_PURPOSE: &str = "store-check";
 const CHECK_PLAIN: &[u8] = b"ots: this store is sealed under this master secret";
 
@@ -47,10 +63,7 @@ impl Keyring {
     /// `None` when the master secret is shorter than [`MIN_MASTER_SECRET_LEN`] bytes.
     pub fn new(current: &[u8]) -> Option<Self> {
         (current.len() >= MIN_MASTER_SECRET_LEN).then(|| Self {
-            keys: vec![Master {
-                id: KeyId::of(current),
-                secret: Zeroizing::new(current.to_vec()),
-            }],
+            keys: vec![Master::new(current)],
         })
     }
 
@@ -59,10 +72,7 @@ impl Keyring {
         if previous.len() < MIN_MASTER_SECRET_LEN {
             return None;
         }
-        self.keys.push(Master {
-            id: KeyId::of(previous),
-            secret: Zeroizing::new(previous.to_vec()),
-        });
+        self.keys.push(Master::new(previous));
         Some(self)
     }
 
@@ -110,11 +120,11 @@ impl Keyring {
         open_random(&Self::field_key(master, purpose), purpose.as_bytes(), rest)
     }
 
-    /// The value key: HKDF over the master secret and, with a passphrase, its bcrypt
-    /// derivation, salted per secret and bound to the secret key. Without the link (the
-    /// secret key) no one derives it, not even with the master secret; with a passphrase,
-    /// every guess costs a bcrypt.
-    fn value_key(
+    /// The salted value key ([`ValueScheme::Sealed`]): HKDF over the master secret and, with
+    /// a passphrase, its bcrypt derivation, extracted under the secret's salt and bound to the
+    /// secret key. Without the link (the secret key) no one derives it, not even with the
+    /// master secret; with a passphrase, every guess costs a bcrypt.
+    fn salted_key(
         master: &[u8],
         salt: &[u8; 16],
         secret_key: &SecretKey,
@@ -132,27 +142,56 @@ impl Keyring {
         aead_key(&ikm, salt, &[VALUE_INFO, secret_key.as_str().as_bytes()])
     }
 
-    /// Encrypts a value under the current master secret; `aad` binds it to its row.
+    /// The expanded value key ([`ValueScheme::Expanded`], no passphrase): HKDF-Expand of the
+    /// master secret's key, extracted once, for the secret's salt and secret key. As with the
+    /// salted key, neither the master secret without the link nor the link without the
+    /// master secret derives it.
+    fn expanded_key(master: &Master, salt: &[u8; 16], secret_key: &SecretKey) -> aead::LessSafeKey {
+        let info = [EXPANDED_INFO, salt, secret_key.as_str().as_bytes()];
+        let okm = master
+            .values
+            .expand(&info, &aead::AES_256_GCM)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        aead::LessSafeKey::new(aead::UnboundKey::from(okm))
+    }
+
+    /// Encrypts a value under the current master secret; `aad` binds it to its row. With a
+    /// passphrase (its bcrypt derivation, and the parameters it was made with) the key is
+    /// salted ([`ValueScheme::Sealed`]); without, expanded ([`ValueScheme::Expanded`]).
+    /// Returns the scheme to store beside the ciphertext.
     pub fn seal_value(
         &self,
         value: &SecretValue,
         secret_key: &SecretKey,
-        passphrase_key: Option<&[u8; 24]>,
+        passphrase: Option<(&[u8; 24], PassphraseParams)>,
         salt: &[u8; 16],
         nonce: &[u8; 12],
         aad: &[u8],
-    ) -> (KeyId, Vec<u8>) {
+    ) -> (ValueScheme, Vec<u8>) {
         let master = &self.keys[0];
-        let key = Self::value_key(&master.secret, salt, secret_key, passphrase_key);
-        (master.id, seal(&key, nonce, aad, value.expose().as_bytes()))
+        let (key, scheme) = match passphrase {
+            Some((derived, params)) => (
+                Self::salted_key(&master.secret, salt, secret_key, Some(derived)),
+                ValueScheme::Sealed {
+                    key_id: master.id,
+                    passphrase: Some(params),
+                },
+            ),
+            None => (
+                Self::expanded_key(master, salt, secret_key),
+                ValueScheme::Expanded { key_id: master.id },
+            ),
+        };
+        (scheme, seal(&key, nonce, aad, value.expose().as_bytes()))
     }
 
-    /// Decrypts a value sealed under master `key_id`; `None` when a key, the passphrase's
-    /// derivation or the data do not match.
+    /// Decrypts a value stored with `scheme` (`passphrase_key`: its passphrase's derivation,
+    /// when it has one); `None` when a key, the passphrase's derivation or the data do not
+    /// match, or the scheme is not one the keyring opens ([`ValueScheme::Legacy`]).
     #[allow(clippy::too_many_arguments)]
     pub fn open_value(
         &self,
-        key_id: KeyId,
+        scheme: &ValueScheme,
         ciphertext: &[u8],
         secret_key: &SecretKey,
         passphrase_key: Option<&[u8; 24]>,
@@ -160,8 +199,18 @@ impl Keyring {
         nonce: &[u8; 12],
         aad: &[u8],
     ) -> Option<SecretValue> {
-        let master = self.find(key_id)?;
-        let key = Self::value_key(&master.secret, salt, secret_key, passphrase_key);
+        let key = match scheme {
+            ValueScheme::Sealed { key_id, .. } => Self::salted_key(
+                &self.find(*key_id)?.secret,
+                salt,
+                secret_key,
+                passphrase_key,
+            ),
+            ValueScheme::Expanded { key_id } if passphrase_key.is_none() => {
+                Self::expanded_key(self.find(*key_id)?, salt, secret_key)
+            }
+            _ => return None,
+        };
         let plain = open(&key, nonce, aad, ciphertext)?;
         std::str::from_utf8(&plain).ok().map(Sensitive::new)
     }
@@ -199,15 +248,22 @@ mod tests {
             .is_none());
     }
 
+    const PARAMS: PassphraseParams = PassphraseParams {
+        cost: 4,
+        salt: [3; 16],
+    };
+
     #[test]
     fn a_value_needs_the_master_the_secret_key_the_passphrase_and_its_row() {
         let ring = Keyring::new(&[7; 32]).unwrap();
         let (salt, nonce, pk) = ([1; 16], [2; 12], [5; 24]);
         let value = Sensitive::new("hunter2 ✓");
-        let (id, sealed) = ring.seal_value(&value, &sk(), Some(&pk), &salt, &nonce, b"row-1");
+        let (scheme, sealed) =
+            ring.seal_value(&value, &sk(), Some((&pk, PARAMS)), &salt, &nonce, b"row-1");
+        assert!(matches!(scheme, ValueScheme::Sealed { passphrase: Some(p), .. } if p == PARAMS));
         assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
         let open = |r: &Keyring, key: &SecretKey, pk: Option<&[u8; 24]>, aad: &[u8]| {
-            r.open_value(id, &sealed, key, pk, &salt, &nonce, aad)
+            r.open_value(&scheme, &sealed, key, pk, &salt, &nonce, aad)
         };
         assert_eq!(
             open(&ring, &sk(), Some(&pk), b"row-1").unwrap().expose(),
@@ -223,12 +279,81 @@ mod tests {
     }
 
     #[test]
+    fn an_expanded_value_needs_the_master_the_secret_key_its_salt_and_its_row() {
+        let ring = Keyring::new(&[7; 32]).unwrap();
+        let (salt, nonce) = ([1; 16], [2; 12]);
+        let (scheme, sealed) = ring.seal_value(
+            &Sensitive::new("v4lue"),
+            &sk(),
+            None,
+            &salt,
+            &nonce,
+            b"row-1",
+        );
+        assert!(
+            scheme
+                == ValueScheme::Expanded {
+                    key_id: ring.current_id()
+                }
+        );
+        let open = |r: &Keyring, key: &SecretKey, salt: &[u8; 16], aad: &[u8]| {
+            r.open_value(&scheme, &sealed, key, None, salt, &nonce, aad)
+        };
+        assert_eq!(
+            open(&ring, &sk(), &salt, b"row-1").unwrap().expose(),
+            "v4lue"
+        );
+        assert!(
+            open(&ring, &sk(), &[9; 16], b"row-1").is_none(),
+            "the salt counts"
+        );
+        assert!(open(&ring, &sk(), &salt, b"row-2").is_none());
+        let other = SecretKey::parse("2b6bjmudhmtiqjn2qmdaqjkqxp323gi").unwrap();
+        assert!(open(&ring, &other, &salt, b"row-1").is_none());
+        assert!(open(&Keyring::new(&[8; 32]).unwrap(), &sk(), &salt, b"row-1").is_none());
+        // Not under the salted derivation of the same inputs, nor with a passphrase's.
+        let as_salted = ValueScheme::Sealed {
+            key_id: ring.current_id(),
+            passphrase: None,
+        };
+        assert!(ring
+            .open_value(&as_salted, &sealed, &sk(), None, &salt, &nonce, b"row-1")
+            .is_none());
+        assert!(ring
+            .open_value(
+                &scheme,
+                &sealed,
+                &sk(),
+                Some(&[5; 24]),
+                &salt,
+                &nonce,
+                b"row-1"
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn a_salted_value_without_a_passphrase_still_opens() {
+        // What earlier releases wrote for a secret without a passphrase.
+        let ring = Keyring::new(&[7; 32]).unwrap();
+        let (salt, nonce) = ([1; 16], [2; 12]);
+        let key = Keyring::salted_key(&[7; 32], &salt, &sk(), None);
+        let sealed = seal(&key, &nonce, b"row", b"older");
+        let scheme = ValueScheme::Sealed {
+            key_id: ring.current_id(),
+            passphrase: None,
+        };
+        let opened = ring.open_value(&scheme, &sealed, &sk(), None, &salt, &nonce, b"row");
+        assert_eq!(opened.unwrap().expose(), "older");
+    }
+
+    #[test]
     fn rotation_keeps_old_seals_open_and_seals_new_ones_under_the_current_secret() {
         let rng = SystemRng::new();
         let old = Keyring::new(&[7; 32]).unwrap();
         let sealed_before = old.seal("mail", b"jane@example.com", &rng).unwrap();
         let check_before = old.seal_check(&rng).unwrap();
-        let (id, value) =
+        let (scheme, value) =
             old.seal_value(&Sensitive::new("v"), &sk(), None, &[1; 16], &[2; 12], b"");
 
         let rotated = Keyring::new(&[8; 32])
@@ -245,7 +370,7 @@ mod tests {
         );
         assert_eq!(rotated.opens_check(&check_before), Some(1));
         assert!(rotated
-            .open_value(id, &value, &sk(), None, &[1; 16], &[2; 12], b"")
+            .open_value(&scheme, &value, &sk(), None, &[1; 16], &[2; 12], b"")
             .is_some());
         let sealed_after = rotated.seal("mail", b"x", &rng).unwrap();
         assert_eq!(sealed_after[..4], rotated.current_id().0);

@@ -134,13 +134,19 @@ pub struct StoredSecret {
 /// How a stored value opens.
 #[derive(Clone, PartialEq, Eq)]
 pub enum ValueScheme {
-    /// The value key derives from master secret `key_id`, the secret key and, when a
-    /// passphrase was set, bcrypt of it at `passphrase.cost` under `passphrase.salt`: a wrong
-    /// passphrase is a value that does not open. No verifier is stored.
+    /// The value key derives (HKDF, extracted under the secret's salt) from master secret
+    /// `key_id`, the secret key and, when a passphrase was set, bcrypt of it at
+    /// `passphrase.cost` under `passphrase.salt`: a wrong passphrase is a value that does not
+    /// open. No verifier is stored. Every secret with a passphrase; those without, as written
+    /// before [`ValueScheme::Expanded`].
     Sealed {
         key_id: KeyId,
         passphrase: Option<PassphraseParams>,
     },
+    /// No passphrase: the value key is expanded (HKDF) from master secret `key_id`'s key,
+    /// extracted once per master secret, with the secret's salt and its secret key. What a
+    /// share without a passphrase writes.
+    Expanded { key_id: KeyId },
     /// Written by a release that stored keys, with a passphrase (its bcrypt verifier), and
     /// upgraded since: the metadata key its ciphertext is bound to is sealed under the
     /// secret key.
@@ -163,13 +169,22 @@ impl StoredSecret {
     }
 
     pub fn passphrase_required(&self) -> bool {
-        !matches!(
-            self.scheme,
+        self.scheme.opens_without_passphrase().is_none()
+    }
+}
+
+impl ValueScheme {
+    /// The master secret a value sealed without a passphrase opens under; `None` when it
+    /// needs one.
+    pub fn opens_without_passphrase(&self) -> Option<KeyId> {
+        match self {
             ValueScheme::Sealed {
+                key_id,
                 passphrase: None,
-                ..
             }
-        )
+            | ValueScheme::Expanded { key_id } => Some(*key_id),
+            _ => None,
+        }
     }
 }
 

@@ -73,7 +73,10 @@ where
         let value = match &stored.scheme {
             ValueScheme::Sealed {
                 passphrase: None, ..
-            } => self.open(&stored, key, None).ok_or_else(undecryptable)?,
+            }
+            | ValueScheme::Expanded { .. } => {
+                self.open(&stored, key, None).ok_or_else(undecryptable)?
+            }
             ValueScheme::Sealed {
                 passphrase: Some(params),
                 ..
@@ -131,11 +134,8 @@ where
         key: &SecretKey,
         passphrase_key: Option<&[u8; 24]>,
     ) -> Option<SecretValue> {
-        let ValueScheme::Sealed { key_id, .. } = &stored.scheme else {
-            return None;
-        };
         self.keyring.open_value(
-            *key_id,
+            &stored.scheme,
             &stored.ciphertext,
             key,
             passphrase_key,

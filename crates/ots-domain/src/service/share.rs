@@ -79,7 +79,7 @@ where
         self.rng.fill(&mut nonce).map_err(internal)?;
 
         // A passphrase goes into the value key through bcrypt; only its parameters are kept.
-        let (passphrase, passphrase_key) = match &input.passphrase {
+        let passphrase = match &input.passphrase {
             Some(p) => {
                 let mut params = PassphraseParams {
                     cost: self.policy.bcrypt_cost,
@@ -87,14 +87,14 @@ where
                 };
                 self.rng.fill(&mut params.salt).map_err(internal)?;
                 let key = self.derive(p.clone(), params).await?;
-                (Some(params), Some(key))
+                Some((key, params))
             }
-            None => (None, None),
+            None => None,
         };
-        let (key_id, ciphertext) = self.keyring.seal_value(
+        let (scheme, ciphertext) = self.keyring.seal_value(
             value,
             &secret_key,
-            passphrase_key.as_deref(),
+            passphrase.as_ref().map(|(key, params)| (&**key, *params)),
             &salt,
             &nonce,
             &value_aad(&id, &metadata_id),
@@ -105,7 +105,7 @@ where
             ciphertext,
             nonce,
             salt,
-            scheme: ValueScheme::Sealed { key_id, passphrase },
+            scheme,
             failed_tries: 0,
             created: now,
             expires_at: now + ttl,
@@ -139,7 +139,7 @@ where
             received: None,
             burned: None,
             recipients: input.recipient.iter().map(Email::obfuscated).collect(),
-            passphrase_required: passphrase.is_some(),
+            passphrase_required: secret.passphrase_required(),
             secret_expires_at: now + ttl,
             expires_at: now + 2 * ttl,
         };

@@ -114,7 +114,7 @@ where
                 .ok_or(OtsError::WrongMasterSecret)?;
                 self.rng.fill(&mut secret.salt).map_err(internal)?;
                 self.rng.fill(&mut secret.nonce).map_err(internal)?;
-                let (key_id, ciphertext) = self.keyring.seal_value(
+                let (scheme, ciphertext) = self.keyring.seal_value(
                     &value,
                     secret_key,
                     None,
@@ -123,10 +123,7 @@ where
                     &value_aad(&id, &metadata.id),
                 );
                 secret.ciphertext = ciphertext;
-                secret.scheme = ValueScheme::Sealed {
-                    key_id,
-                    passphrase: None,
-                };
+                secret.scheme = scheme;
             }
             // A passphrase: only its holder can open it, so it stays as it is, with what it
             // is bound to sealed under the secret key.
