@@ -12,6 +12,7 @@ use ots_domain::SecretUseCases;
 
 mod api;
 mod error;
+mod json;
 mod pages;
 mod params;
 mod ratelimit;

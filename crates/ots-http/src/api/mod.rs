@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
 use poem_openapi::{OpenApi, Tags};
 
 use ots_domain::{
@@ -15,6 +14,7 @@ use poem::http::StatusCode;
 use poem::{FromRequest, Request, RequestBody};
 
 use crate::error::{ApiError, ErrorBody, Failure, JsonError, Statuses};
+use crate::json::Json;
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RouteClass};
 
@@ -428,11 +428,13 @@ impl Api {
                 status: "nominal".into(),
             }))
         } else {
-            Err(ApiError::Unavailable(Json(Box::new(ErrorBody {
-                status: Some("offline".into()),
-                ..ErrorBody::new("The store cannot be reached")
-            })))
-            .into())
+            Err(
+                ApiError::Unavailable(poem_openapi::payload::Json(Box::new(ErrorBody {
+                    status: Some("offline".into()),
+                    ..ErrorBody::new("The store cannot be reached")
+                })))
+                .into(),
+            )
         }
     }
 

@@ -2,6 +2,7 @@
 
 use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object};
+use serde::Serialize;
 
 use ots_domain::{MetadataState, MetadataView, SecretValue};
 
@@ -9,8 +10,9 @@ use crate::params::BodySchema;
 use crate::schema::{EmailText, Nullable};
 
 /// The state of a secret, as its creator sees it.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Enum, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     New,
     Received,
@@ -30,7 +32,7 @@ impl From<MetadataState> for State {
 }
 
 /// The creator's view of one secret.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Serialize, Debug, Clone)]
 #[oai(rename = "Metadata", example)]
 pub struct MetadataObject {
     /// The owner; `anon` for anonymous.
@@ -52,15 +54,18 @@ pub struct MetadataObject {
     pub updated: i64,
     /// Unix seconds; present once received.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<i64>,
     /// Unix seconds; present once burned.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub burned: Option<i64>,
     /// Obfuscated recipient addresses.
     pub recipient: Vec<String>,
     pub passphrase_required: bool,
     /// `generate` only: the generated secret, shown once to its creator.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
 
@@ -107,7 +112,7 @@ impl Example for MetadataObject {
 }
 
 /// A revealed secret.
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 #[oai(example)]
 pub struct Secret {
     pub secret_key: String,
@@ -196,14 +201,14 @@ impl BodySchema for RevealParams {
     const REQUIRED: bool = false;
 }
 
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 pub struct StatusBody {
     /// `nominal`; when the store cannot be reached the answer is a 503 whose body says
     /// `offline`.
     pub status: String,
 }
 
-#[derive(Object, Debug)]
+#[derive(Object, Serialize, Debug)]
 pub struct AuthCheck {
     pub custid: String,
 }
