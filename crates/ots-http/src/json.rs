@@ -37,8 +37,10 @@ impl<T: Type> Payload for Json<T> {
 
 impl<T: Serialize + Send> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
-        match serde_json::to_vec(&self.0) {
-            Ok(body) => Response::builder().content_type(CONTENT_TYPE).body(body),
+        // Room for a metadata answer, the largest common one, so it is written in place.
+        let mut body = Vec::with_capacity(384);
+        match serde_json::to_writer(&mut body, &self.0) {
+            Ok(()) => Response::builder().content_type(CONTENT_TYPE).body(body),
             // Only a map with non-string keys fails, and no answer has one.
             Err(_) => crate::error::json_error(
                 poem::http::StatusCode::INTERNAL_SERVER_ERROR,
