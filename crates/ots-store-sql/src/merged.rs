@@ -469,7 +469,15 @@ async fn insert_shares<D: Dialect>(
         let o_first = s_first + n * SecretRow::COUNT;
         inserts.push(MailRow::insert_sql(o_first, mails.len()));
     }
-    D::execute(conn, &frame.wrap(inserts.join("; ")), args)
+    // A failed run fails its batch, which the writer rolls back whole and replays job by
+    // job: `OR ROLLBACK` says so to SQLite, which then keeps no statement journal to undo
+    // one multi-row statement alone (a copy of every page it changes).
+    let sql = inserts
+        .iter()
+        .map(|insert| insert.replacen("INSERT INTO", "INSERT OR ROLLBACK INTO", 1))
+        .collect::<Vec<_>>()
+        .join("; ");
+    D::execute(conn, &frame.wrap(sql), args)
         .await
         .map(|_| ())
         .map_err(store_err::<D>)
@@ -539,7 +547,7 @@ async fn delete_run<D: Dialect>(
     args.extend(keys.iter().map(|k| Arg::Text(k)));
     args.extend(key_ids.iter().map(|k| Arg::Text(k)));
     let sql = frame.wrap(format!(
-        "UPDATE metadata SET state = 'received', secret_key = NULL, received = $1, \
+        "UPDATE OR ROLLBACK metadata SET state = 'received', secret_key = NULL, received = $1, \
          updated = $1 WHERE key IN (SELECT metadata_key {live}); \
          DELETE {live} RETURNING {SECRET_COLUMNS}"
     ));
