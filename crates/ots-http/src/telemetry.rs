@@ -6,7 +6,10 @@ use std::time::Instant;
 use poem::http::header::{ALLOW, CACHE_CONTROL};
 use poem::http::{HeaderValue, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
+};
 
 use ots_domain::{Event, EventSink, SecretUseCases};
 
@@ -16,13 +19,25 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
-    latency: HistogramVec,
     secrets: IntCounterVec,
     store_errors: IntCounterVec,
     outbox_backlog: IntGauge,
     pool_size: IntGauge,
     pool_idle: IntGauge,
+    /// The latency histogram of each of [`ROUTES`], then of `other`, and the counter of each
+    /// of [`SECRET_EVENTS`]: found once, not by their labels on every request.
+    latency_by_route: Vec<Histogram>,
+    secret_events: Vec<IntCounter>,
 }
+
+/// Every name `Event::name` gives.
+const SECRET_EVENTS: [&str; 5] = [
+    "created",
+    "revealed",
+    "burned",
+    "wrong_passphrase",
+    "expired",
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -79,23 +94,44 @@ impl Metrics {
         ] {
             registry.register(collector).expect("unique metric names");
         }
+        let latency_by_route = ROUTES
+            .iter()
+            .map(|(route, _)| *route)
+            .chain(["other"])
+            .map(|route| latency.with_label_values(&[route]))
+            .collect();
+        let secret_events = SECRET_EVENTS
+            .iter()
+            .map(|event| secrets.with_label_values(&[event]))
+            .collect();
         Self {
             registry,
             requests,
-            latency,
             secrets,
             store_errors,
             outbox_backlog,
             pool_size,
             pool_idle,
+            latency_by_route,
+            secret_events,
         }
     }
 
-    fn observe(&self, route: &'static str, method: &str, status: StatusCode, seconds: f64) {
+    /// The counter of secrets that went through `event`.
+    fn secret_event(&self, event: &'static str) -> IntCounter {
+        match SECRET_EVENTS.iter().position(|e| *e == event) {
+            Some(i) => self.secret_events[i].clone(),
+            None => self.secrets.with_label_values(&[event]),
+        }
+    }
+
+    fn observe(&self, route: Option<usize>, method: &str, status: StatusCode, seconds: f64) {
+        let label = route.map_or("other", |i| ROUTES[i].0);
         self.requests
-            .with_label_values(&[route, method, status.as_str()])
+            .with_label_values(&[label, method, status.as_str()])
             .inc();
-        self.latency.with_label_values(&[route]).observe(seconds);
+        let histogram = route.unwrap_or(ROUTES.len());
+        self.latency_by_route[histogram].observe(seconds);
         if matches!(
             status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR
@@ -128,9 +164,9 @@ impl EventSink for Metrics {
             Event::Expired { secrets, .. } => *secrets,
             _ => 1,
         };
-        self.secrets.with_label_values(&[event.name()]).inc_by(n);
+        self.secret_event(event.name()).inc_by(n);
         if let Event::WrongPassphrase { tries_left: 0 } = event {
-            self.secrets.with_label_values(&["burned"]).inc();
+            self.secret_event("burned").inc();
         }
     }
 }
@@ -169,7 +205,12 @@ const ROUTES: &[(&str, &str)] = &[
 /// The route a path is on: `:key` stands for any one segment, and earlier routes win (so
 /// `/api/v1/private/recent` is not taken for a key).
 fn route(path: &str) -> Option<(&'static str, &'static str)> {
-    ROUTES.iter().copied().find(|(route, _)| {
+    route_index(path).map(|i| ROUTES[i])
+}
+
+/// Which of [`ROUTES`] a path is on.
+fn route_index(path: &str) -> Option<usize> {
+    ROUTES.iter().position(|(route, _)| {
         // Segment by segment, without collecting either side: this runs on every request.
         let (mut pattern, mut segments) = (route.split('/'), path.split('/'));
         loop {
@@ -182,6 +223,7 @@ fn route(path: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
+#[cfg(test)]
 fn route_label(path: &str) -> &'static str {
     route(path).map_or("other", |(r, _)| r)
 }
@@ -238,7 +280,7 @@ pub async fn observe<E: Endpoint>(
     };
     let elapsed = started.elapsed();
     let status = response.status();
-    metrics.observe(route_label(&path), &method, status, elapsed.as_secs_f64());
+    metrics.observe(route_index(&path), &method, status, elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

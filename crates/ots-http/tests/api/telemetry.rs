@@ -47,6 +47,10 @@ async fn request_ids_health_and_metrics() {
         r#"ots_secrets_total{event="created"} 1"#,
         r#"ots_secrets_total{event="revealed"} 1"#,
         r#"ots_http_requests_total{method="POST",route="/api/v1/secret/:key",status="404"} 1"#,
+        r#"ots_http_request_duration_seconds_count{route="/api/v1/secret/:key"} 2"#,
+        r#"ots_http_request_duration_seconds_count{route="/api/v1/share"} 1"#,
+        r#"ots_http_request_duration_seconds_count{route="/api/v1/status"} 2"#,
+        r#"ots_http_request_duration_seconds_count{route="/healthz"} 1"#,
         "ots_outbox_backlog 0",
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
