@@ -8,14 +8,19 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use ots_domain::*;
 
+mod records;
+
+use records::Records;
+
 #[derive(Default)]
 struct State {
     secrets: HashMap<SecretId, StoredSecret>,
     /// Each record with its insertion number, which orders `recent`. Metadata outlives its
-    /// secret (twice the ttl), so this map only grows under load; griddle moves entries to a
-    /// grown table a few per insert, where a plain map moves them all in one insert under
-    /// the lock, stalling every request (~150 ms at 115k records in `just bench`).
-    metadata: griddle::HashMap<MetadataId, (u64, Metadata)>,
+    /// secret (twice the ttl), so this map only grows under load. Its records never move
+    /// (see `records`), and its index is griddle's, which moves entries to a grown table a
+    /// few per insert, where a plain map moves them all in one insert under the lock,
+    /// stalling every request (~150 ms at 115k records in `just bench`).
+    metadata: Records<MetadataId, (u64, Metadata)>,
     check_value: Option<Vec<u8>>,
     inserted: u64,
     customers: HashMap<CustId, Customer>,
