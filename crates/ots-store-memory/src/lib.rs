@@ -29,12 +29,17 @@ struct State {
 }
 
 impl State {
-    /// Removes a secret and gives its metadata to `mark` (received or burned).
-    fn finish(&mut self, key: &SecretId, mark: impl FnOnce(&mut Metadata)) -> Option<Metadata> {
+    /// Removes a secret and gives its metadata to `mark` (received or burned). The secret
+    /// comes back, so that a caller can free it (or hand it on) after letting go of the lock.
+    fn finish(
+        &mut self,
+        key: &SecretId,
+        mark: impl FnOnce(&mut Metadata),
+    ) -> Option<(StoredSecret, &Metadata)> {
         let secret = self.secrets.remove(key)?;
         let (_, metadata) = self.metadata.get_mut(&secret.metadata_id)?;
         mark(metadata);
-        Some(metadata.clone())
+        Some((secret, metadata))
     }
 
     /// Mail lives only as long as its metadata (as ON DELETE CASCADE does in SQL).
@@ -86,21 +91,24 @@ impl SecretRepository for MemoryStore {
         metadata: &Metadata,
         mail: Option<&OutboxMail>,
     ) -> Result<(), StoreError> {
+        // Copies are made before the lock is taken and, on a conflict, freed after it is let
+        // go: under load the two workers meet at this lock, and an allocation inside it (or
+        // the allocator's own lock) makes the other wait, often asleep.
+        let (secret, metadata, mail) = (secret.clone(), metadata.clone(), mail.cloned());
         let mut state = self.lock();
         let taken = state.secrets.contains_key(&secret.id)
             || state.metadata.contains_key(&metadata.id)
-            || mail.is_some_and(|m| state.outbox.contains_key(&m.id));
+            || mail.as_ref().is_some_and(|m| state.outbox.contains_key(&m.id));
         if taken {
+            drop(state);
             return Err(StoreError::Conflict("key already in use".into()));
         }
-        state.secrets.insert(secret.id, secret.clone());
         state.inserted += 1;
         let order = state.inserted;
-        state
-            .metadata
-            .insert(metadata.id, (order, metadata.clone()));
+        state.secrets.insert(secret.id, secret);
+        state.metadata.insert(metadata.id, (order, metadata));
         if let Some(mail) = mail {
-            state.outbox.insert(mail.id.clone(), mail.clone());
+            state.outbox.insert(mail.id.clone(), mail);
         }
         Ok(())
     }
@@ -118,7 +126,9 @@ impl SecretRepository for MemoryStore {
         if state.live_secret(key, now).is_none() {
             return Ok(false);
         }
-        Ok(state.finish(key, |m| m.mark_received(now)).is_some())
+        let secret = state.finish(key, |m| m.mark_received(now)).map(|(s, _)| s);
+        drop(state);
+        Ok(secret.is_some())
     }
 
     async fn consume_unprotected(
@@ -136,8 +146,7 @@ impl SecretRepository for MemoryStore {
         if !unprotected {
             return Ok(None);
         }
-        let secret = state.secrets.get(key).cloned();
-        Ok(state.finish(key, |m| m.mark_received(now)).and(secret))
+        Ok(state.finish(key, |m| m.mark_received(now)).map(|(s, _)| s))
     }
 
     async fn take_try(
@@ -160,7 +169,10 @@ impl SecretRepository for MemoryStore {
     }
 
     async fn exhaust(&self, key: &SecretId, now: UnixTime) -> Result<bool, StoreError> {
-        Ok(self.lock().finish(key, |m| m.mark_burned(now)).is_some())
+        let mut state = self.lock();
+        let secret = state.finish(key, |m| m.mark_burned(now)).map(|(s, _)| s);
+        drop(state);
+        Ok(secret.is_some())
     }
 
     async fn find_metadata(
@@ -189,7 +201,9 @@ impl SecretRepository for MemoryStore {
             .find(|s| &s.metadata_id == key)
             .map(|s| s.id);
         match (new, secret) {
-            (true, Some(secret)) => Ok(state.finish(&secret, |m| m.mark_burned(now))),
+            (true, Some(secret)) => Ok(state
+                .finish(&secret, |m| m.mark_burned(now))
+                .map(|(_, m)| m.clone())),
             _ => Ok(None),
         }
     }
