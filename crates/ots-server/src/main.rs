@@ -17,6 +17,9 @@ mod store;
 use cli::{Cli, Command, ConfigAction, ServeArgs};
 use settings::Settings;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = match config::parse_cli::<Cli>() {
         Ok(cli) => cli,
