@@ -98,7 +98,9 @@ impl SecretRepository for MemoryStore {
         let mut state = self.lock();
         let taken = state.secrets.contains_key(&secret.id)
             || state.metadata.contains_key(&metadata.id)
-            || mail.as_ref().is_some_and(|m| state.outbox.contains_key(&m.id));
+            || mail
+                .as_ref()
+                .is_some_and(|m| state.outbox.contains_key(&m.id));
         if taken {
             drop(state);
             return Err(StoreError::Conflict("key already in use".into()));
