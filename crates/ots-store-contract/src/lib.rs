@@ -431,22 +431,35 @@ pub async fn concurrent_distinct_pairs_keep_to_their_own<S: SecretRepository + O
         wins.iter().all(|w| *w == 1),
         "each secret exactly once: {wins:?}"
     );
-    for (secret, metadata) in &records {
-        assert!(store
-            .find_secret(&secret.id, T0 + 6)
-            .await
-            .unwrap()
-            .is_none());
-        let md = store
-            .find_metadata(&metadata.id, T0 + 6)
-            .await
-            .unwrap()
-            .unwrap();
+    for md in revealed(&*store, &records).await {
         assert_eq!(
             (md.state, md.received),
             (MetadataState::Received, Some(T0 + 5))
         );
     }
+}
+
+/// Each of `records` after its reveal: its secret gone, its metadata as the store now has it.
+async fn revealed<S: SecretRepository + ?Sized>(
+    store: &S,
+    records: &[(StoredSecret, Metadata)],
+) -> Vec<Metadata> {
+    let mut now = Vec::new();
+    for (secret, metadata) in records {
+        assert!(store
+            .find_secret(&secret.id, T0 + 6)
+            .await
+            .unwrap()
+            .is_none());
+        now.push(
+            store
+                .find_metadata(&metadata.id, T0 + 6)
+                .await
+                .unwrap()
+                .expect("metadata outlives its secret"),
+        );
+    }
+    now
 }
 
 /// A share with a recipient stores the secret, the metadata and the mail together, and a
@@ -588,17 +601,7 @@ pub async fn mixed_writes_fail_alone_and_keep_to_their_own<S: SecretRepository +
     }
     assert_eq!(stored_shares, 50);
     assert!(wins.iter().all(|w| *w == 1), "{wins:?}");
-    for (secret, metadata) in &earlier {
-        assert!(store
-            .find_secret(&secret.id, T0 + 6)
-            .await
-            .unwrap()
-            .is_none());
-        let md = store
-            .find_metadata(&metadata.id, T0 + 6)
-            .await
-            .unwrap()
-            .unwrap();
+    for md in revealed(&*store, &earlier).await {
         assert_eq!(md.state, MetadataState::Received);
     }
     assert!(store.find_secret(&first.id, T0).await.unwrap().is_some());

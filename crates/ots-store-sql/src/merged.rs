@@ -334,6 +334,20 @@ fn statement(parts: Parts) -> &'static str {
     })
 }
 
+/// The rows `shares` insert into each table: metadata, secrets, and the mail of those that
+/// have one.
+fn rows<'a>(
+    shares: impl Iterator<Item = &'a (StoredSecret, Metadata, Option<OutboxMail>)>,
+) -> (Vec<MetadataRow<'a>>, Vec<SecretRow<'a>>, Vec<MailRow<'a>>) {
+    let (mut metadata, mut secrets, mut mails) = (Vec::new(), Vec::new(), Vec::new());
+    for (secret, md, mail) in shares {
+        metadata.push(MetadataRow::of(md));
+        secrets.push(SecretRow::of(secret));
+        mails.extend(mail.as_ref().map(MailRow::of));
+    }
+    (metadata, secrets, mails)
+}
+
 /// Runs the jobs at `indices` as one statement; the secrets its reveals took.
 async fn one_statement<D: Dialect>(
     conn: &mut Conn<D>,
@@ -347,12 +361,7 @@ async fn one_statement<D: Dialect>(
             Write::Reveal(reveal) => reveals.push(reveal),
         }
     }
-    let metadata: Vec<MetadataRow> = shares.iter().map(|s| MetadataRow::of(&s.1)).collect();
-    let secrets: Vec<SecretRow> = shares.iter().map(|s| SecretRow::of(&s.0)).collect();
-    let mails: Vec<MailRow> = shares
-        .iter()
-        .filter_map(|s| s.2.as_ref().map(MailRow::of))
-        .collect();
+    let (metadata, secrets, mails) = rows(shares.iter().copied());
     let parts = Parts {
         shares: !shares.is_empty(),
         mail: !mails.is_empty(),
@@ -451,12 +460,7 @@ async fn insert_shares<D: Dialect>(
     frame: Frame,
 ) -> Result<(), StoreError> {
     let n = shares.len();
-    let metadata: Vec<MetadataRow> = shares.iter().map(|s| MetadataRow::of(&s.1)).collect();
-    let secrets: Vec<SecretRow> = shares.iter().map(|s| SecretRow::of(&s.0)).collect();
-    let mails: Vec<MailRow> = shares
-        .iter()
-        .filter_map(|s| s.2.as_ref().map(MailRow::of))
-        .collect();
+    let (metadata, secrets, mails) = rows(shares.iter().map(|s| &**s));
     let mut args: Vec<Arg> = metadata.iter().flat_map(|m| m.args()).collect();
     args.extend(secrets.iter().flat_map(|s| s.args()));
     args.extend(mails.iter().flat_map(|o| o.args()));
