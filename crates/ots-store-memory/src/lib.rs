@@ -14,7 +14,8 @@ use records::Records;
 
 #[derive(Default)]
 struct State {
-    secrets: HashMap<SecretId, StoredSecret>,
+    /// Keyed by digests, hashed with aHash (as the metadata index is) rather than SipHash.
+    secrets: HashMap<SecretId, StoredSecret, griddle::hash_map::DefaultHashBuilder>,
     /// Each record with its insertion number, which orders `recent`. Metadata outlives its
     /// secret (twice the ttl), so this map only grows under load. Its records never move
     /// (see `records`), and its index is griddle's, which moves entries to a grown table a
@@ -95,20 +96,25 @@ impl SecretRepository for MemoryStore {
         // go: under load the two workers meet at this lock, and an allocation inside it (or
         // the allocator's own lock) makes the other wait, often asleep.
         let (secret, metadata, mail) = (secret.clone(), metadata.clone(), mail.cloned());
+        let conflict = || Err(StoreError::Conflict("key already in use".into()));
         let mut state = self.lock();
         let taken = state.secrets.contains_key(&secret.id)
-            || state.metadata.contains_key(&metadata.id)
             || mail
                 .as_ref()
                 .is_some_and(|m| state.outbox.contains_key(&m.id));
         if taken {
             drop(state);
-            return Err(StoreError::Conflict("key already in use".into()));
+            return conflict();
         }
-        state.inserted += 1;
-        let order = state.inserted;
+        // The metadata's check and insert are one lookup, and the first change made.
+        let order = state.inserted + 1;
+        if let Err(refused) = state.metadata.insert_new(metadata.id, (order, metadata)) {
+            drop(state);
+            drop(refused);
+            return conflict();
+        }
+        state.inserted = order;
         state.secrets.insert(secret.id, secret);
-        state.metadata.insert(metadata.id, (order, metadata));
         if let Some(mail) = mail {
             state.outbox.insert(mail.id.clone(), mail);
         }

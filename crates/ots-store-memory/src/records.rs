@@ -53,17 +53,17 @@ impl<K: std::hash::Hash + Eq, V> Records<K, V> {
         self.index.contains_key(key)
     }
 
-    /// Puts `value` under `key`, replacing what was there.
-    pub(crate) fn insert(&mut self, key: K, value: V) {
-        if let Some(slot) = self.get_mut(&key) {
-            *slot = value;
-            return;
-        }
+    /// Puts `value` under `key` if `key` is new, and gives it back if not: one lookup of
+    /// the index where a check and an insert are two, each a likely cache miss in a large
+    /// table.
+    pub(crate) fn insert_new(&mut self, key: K, value: V) -> Result<(), V> {
+        let griddle::hash_map::Entry::Vacant(entry) = self.index.entry(key) else {
+            return Err(value);
+        };
         let at = match self.free.pop() {
             Some(at) => {
-                if let Some(slot) = self.slot_mut(at) {
-                    *slot = Some(value);
-                }
+                let at_usize = at as usize;
+                self.chunks[at_usize / CHUNK][at_usize % CHUNK] = Some(value);
                 at
             }
             None => {
@@ -76,7 +76,8 @@ impl<K: std::hash::Hash + Eq, V> Records<K, V> {
                 (last * CHUNK + chunk.len() - 1) as u32
             }
         };
-        self.index.insert(key, at);
+        entry.insert(at);
+        Ok(())
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
@@ -101,16 +102,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_are_found_replaced_removed_and_their_slots_reused() {
+    fn records_are_found_refused_again_removed_and_their_slots_reused() {
         let mut r: Records<u64, String> = Records::default();
         for k in 0..(2 * CHUNK as u64 + 10) {
-            r.insert(k, format!("v{k}"));
+            assert!(r.insert_new(k, format!("v{k}")).is_ok());
         }
         assert_eq!(r.len(), 2 * CHUNK + 10);
         assert_eq!(r.chunks.len(), 3);
         assert_eq!(r.get(&5).map(String::as_str), Some("v5"));
-        r.insert(5, "five".into());
-        assert_eq!(r.get(&5).map(String::as_str), Some("five"));
+        // A key already there is refused, its record left as it was.
+        assert_eq!(r.insert_new(5, "five".into()), Err("five".to_owned()));
+        assert_eq!(r.get(&5).map(String::as_str), Some("v5"));
         assert_eq!(r.len(), 2 * CHUNK + 10);
         r.get_mut(&7).unwrap().push('!');
         assert_eq!(r.get(&7).map(String::as_str), Some("v7!"));
@@ -118,7 +120,7 @@ mod tests {
         assert_eq!(r.remove(&7), None);
         assert!(!r.contains_key(&7) && r.get(&7).is_none());
         // A new record takes the freed slot; no chunk is added.
-        r.insert(u64::MAX, "new".into());
+        assert!(r.insert_new(u64::MAX, "new".into()).is_ok());
         assert_eq!(r.chunks.len(), 3);
         assert_eq!(r.get(&u64::MAX).map(String::as_str), Some("new"));
         assert_eq!(r.values().count(), r.len());
