@@ -205,3 +205,70 @@ fn print_stalls(timeline: Vec<(u128, Duration)>) {
         );
     }
 }
+
+/// How late a thread that sleeps 1 ms at a time wakes up, while a run goes on beside it: the
+/// wait for a core that every thread handing on a request meets (the generator's, ots's
+/// workers, SQLite's, Postgres's), whatever ots does. A request crosses several such threads,
+/// so this bounds from below what a fixed-rate run's p99 can be on the machine at that time.
+pub struct WakeProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Samples>,
+}
+
+/// What a [`WakeProbe`] saw: lateness percentiles, and wakes over 4 ms late.
+pub struct Wakes {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub over_4ms: f64,
+}
+
+impl WakeProbe {
+    pub fn start() -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let nap = Duration::from_millis(1);
+                let mut late = Samples::default();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    std::thread::sleep(nap);
+                    late.0.push(t.elapsed().saturating_sub(nap));
+                }
+                late
+            }
+        });
+        Self { stop, thread }
+    }
+
+    pub fn stop(self) -> Wakes {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut late = self.thread.join().unwrap_or_default();
+        let slow = late
+            .0
+            .iter()
+            .filter(|d| **d > Duration::from_millis(4))
+            .count();
+        Wakes {
+            over_4ms: slow as f64 / late.0.len().max(1) as f64,
+            p50: late.pct(0.50),
+            p99: late.pct(0.99),
+            max: late.pct(1.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_reports_its_wakes() {
+        let probe = WakeProbe::start();
+        std::thread::sleep(Duration::from_millis(30));
+        let wakes = probe.stop();
+        assert!(wakes.p50 <= wakes.p99 && wakes.p99 <= wakes.max);
+        assert!((0.0..=1.0).contains(&wakes.over_4ms));
+    }
+}

@@ -75,6 +75,8 @@ struct StoreRun {
     name: &'static str,
     pairs: Report,
     half: Report,
+    /// How late a sleeping thread woke during the half-peak run.
+    wakes: load::Wakes,
     idle_kib: u64,
     peak_kib: u64,
     /// Metadata records the process holds as data at the peak (in-memory store only).
@@ -122,6 +124,7 @@ async fn run_store(
     )
     .await;
     pairs.print("pair");
+    let probe = load::WakeProbe::start();
     let half = load::fixed_rate(
         &format!("ots {name}: pairs at half that, fixed"),
         &addr,
@@ -131,6 +134,7 @@ async fn run_store(
         Pair::new(false),
     )
     .await;
+    let wakes = probe.stop();
     half.print("pair");
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
@@ -173,6 +177,7 @@ async fn run_store(
         name,
         pairs,
         half,
+        wakes,
         idle_kib,
         peak_kib,
         data_kib,
@@ -333,6 +338,14 @@ async fn main() -> Result<()> {
             run.half.ops_per_sec,
             run.half.p50.as_secs_f64() * 1e3,
             run.half.p99.as_secs_f64() * 1e3
+        );
+        println!(
+            "  {:<9} meanwhile a thread sleeping 1 ms woke late by p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.1}% of its wakes over 4 ms",
+            run.name,
+            run.wakes.p50.as_secs_f64() * 1e3,
+            run.wakes.p99.as_secs_f64() * 1e3,
+            run.wakes.max.as_secs_f64() * 1e3,
+            run.wakes.over_4ms * 100.0
         );
         if let (Some(disk), true) = (&disk, run.name != "memory") {
             println!(
