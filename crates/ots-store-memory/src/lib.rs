@@ -203,17 +203,22 @@ impl SecretRepository for MemoryStore {
             .metadata
             .get(key)
             .is_some_and(|(_, m)| m.state_at(now) == MetadataState::New);
+        // The secrets are keyed by their own id, so finding a metadata's secret is a scan,
+        // under the lock: only for a metadata that has a secret to burn, so that a key that
+        // names nothing (anyone may send one) costs a lookup, not a pass over every secret.
+        if !new {
+            return Ok(None);
+        }
         let secret = state
             .secrets
             .values()
             .find(|s| &s.metadata_id == key)
             .map(|s| s.id);
-        match (new, secret) {
-            (true, Some(secret)) => Ok(state
+        Ok(secret.and_then(|secret| {
+            state
                 .finish(&secret, |m| m.mark_burned(now))
-                .map(|(_, m)| m.clone())),
-            _ => Ok(None),
-        }
+                .map(|(_, m)| m.clone())
+        }))
     }
 
     async fn recent(
