@@ -60,12 +60,13 @@ fn psql(url: &str, sql: &str) -> Result<()> {
 }
 
 /// Bytes the in-memory store holds for one revealed pair's metadata (data, not overhead): its
-/// slot in the store's chunks (insertion number and record), its entry in the index of slot
+/// slot in the store's chunks (insertion number, its secret's id and record), its entry in the index of slot
 /// numbers at hashbrown's 7/8 load, and the heap blocks of its custid ("anon") and of the
 /// creator's sealed secret key (59 bytes), as the ots binary's allocator, mimalloc, sizes
 /// them (8 and 64 bytes).
 fn memory_bytes_per_metadata() -> u64 {
-    let slot = std::mem::size_of::<Option<(u64, ots_domain::Metadata)>>();
+    let slot =
+        std::mem::size_of::<Option<(u64, Option<ots_domain::SecretId>, ots_domain::Metadata)>>();
     let entry = std::mem::size_of::<(ots_domain::MetadataId, u32)>();
     (slot + entry * 8 / 7 + 8 + 64) as u64
 }

@@ -1,6 +1,8 @@
 //! The repository ports over in-process maps. Every port call takes one mutex for its whole
 //! duration and never awaits while holding it, so each call is atomic: of concurrent reveals
-//! exactly one finds the secret still there.
+//! exactly one finds the secret still there. The sweep alone takes it once for each stretch
+//! of records it looks at, each stretch atomic, so that no request waits for a pass over the
+//! whole store.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -12,16 +14,29 @@ mod records;
 
 use records::Records;
 
+/// A metadata record, its insertion number (which orders `recent`), and the id of its secret
+/// while the secret is stored: a burn and the sweep find the secret through it.
+struct Record {
+    order: u64,
+    secret: Option<SecretId>,
+    metadata: Metadata,
+}
+
+/// Record slots the sweep looks at in one hold of the lock (one chunk of [`Records`]).
+const SWEEP_SLOTS: u32 = 4096;
+
 #[derive(Default)]
 struct State {
     /// Keyed by digests, hashed with aHash (as the metadata index is) rather than SipHash.
     secrets: HashMap<SecretId, StoredSecret, griddle::hash_map::DefaultHashBuilder>,
-    /// Each record with its insertion number, which orders `recent`. Metadata outlives its
+    /// Each record with its insertion number and its secret's id. Metadata outlives its
     /// secret (twice the ttl), so this map only grows under load. Its records never move
     /// (see `records`), and its index is griddle's, which moves entries to a grown table a
     /// few per insert, where a plain map moves them all in one insert under the lock,
     /// stalling every request (~150 ms at 115k records in `just bench`).
-    metadata: Records<MetadataId, (u64, Metadata)>,
+    metadata: Records<MetadataId, Record>,
+    /// The record slot the next sweep starts at: each sweep goes on where the last stopped.
+    sweep_from: u32,
     check_value: Option<Vec<u8>>,
     inserted: u64,
     customers: HashMap<CustId, Customer>,
@@ -38,9 +53,10 @@ impl State {
         mark: impl FnOnce(&mut Metadata),
     ) -> Option<(StoredSecret, &Metadata)> {
         let secret = self.secrets.remove(key)?;
-        let (_, metadata) = self.metadata.get_mut(&secret.metadata_id)?;
-        mark(metadata);
-        Some((secret, metadata))
+        let record = self.metadata.get_mut(&secret.metadata_id)?;
+        record.secret = None;
+        mark(&mut record.metadata);
+        Some((secret, &record.metadata))
     }
 
     /// Mail lives only as long as its metadata (as ON DELETE CASCADE does in SQL).
@@ -72,7 +88,11 @@ impl MemoryStore {
         let state = self.lock();
         (
             state.secrets.values().cloned().collect(),
-            state.metadata.values().map(|(_, m)| m.clone()).collect(),
+            state
+                .metadata
+                .values()
+                .map(|r| r.metadata.clone())
+                .collect(),
             state.outbox.values().cloned().collect(),
         )
     }
@@ -108,7 +128,12 @@ impl SecretRepository for MemoryStore {
         }
         // The metadata's check and insert are one lookup, and the first change made.
         let order = state.inserted + 1;
-        if let Err(refused) = state.metadata.insert_new(metadata.id, (order, metadata)) {
+        let record = Record {
+            order,
+            secret: Some(secret.id),
+            metadata,
+        };
+        if let Err(refused) = state.metadata.insert_new(record.metadata.id, record) {
             drop(state);
             drop(refused);
             return conflict();
@@ -192,28 +217,18 @@ impl SecretRepository for MemoryStore {
             .lock()
             .metadata
             .get(key)
-            .map(|(_, m)| m)
+            .map(|r| &r.metadata)
             .filter(|m| m.is_alive_at(now))
             .cloned())
     }
 
     async fn burn(&self, key: &MetadataId, now: UnixTime) -> Result<Option<Metadata>, StoreError> {
         let mut state = self.lock();
-        let new = state
+        let secret = state
             .metadata
             .get(key)
-            .is_some_and(|(_, m)| m.state_at(now) == MetadataState::New);
-        // The secrets are keyed by their own id, so finding a metadata's secret is a scan,
-        // under the lock: only for a metadata that has a secret to burn, so that a key that
-        // names nothing (anyone may send one) costs a lookup, not a pass over every secret.
-        if !new {
-            return Ok(None);
-        }
-        let secret = state
-            .secrets
-            .values()
-            .find(|s| &s.metadata_id == key)
-            .map(|s| s.id);
+            .filter(|r| r.metadata.state_at(now) == MetadataState::New)
+            .and_then(|r| r.secret);
         Ok(secret.and_then(|secret| {
             state
                 .finish(&secret, |m| m.mark_burned(now))
@@ -228,72 +243,100 @@ impl SecretRepository for MemoryStore {
         limit: u32,
     ) -> Result<Vec<Metadata>, StoreError> {
         let state = self.lock();
-        let mut items: Vec<&(u64, Metadata)> = state
+        let mut items: Vec<&Record> = state
             .metadata
             .values()
-            .filter(|(_, m)| &m.custid == custid && m.is_alive_at(now))
+            .filter(|r| &r.metadata.custid == custid && r.metadata.is_alive_at(now))
             .collect();
         // Newest first: by creation time, then by insertion within one second.
-        items.sort_by(|(a_order, a), (b_order, b)| {
-            b.created.cmp(&a.created).then(b_order.cmp(a_order))
+        items.sort_by(|a, b| {
+            (b.metadata.created.cmp(&a.metadata.created)).then(b.order.cmp(&a.order))
         });
         Ok(items
             .into_iter()
             .take(limit as usize)
-            .map(|(_, m)| m.clone())
+            .map(|r| r.metadata.clone())
             .collect())
     }
 
+    /// Looks at the records [`SWEEP_SLOTS`] at a time, each time under the lock and letting
+    /// it go between, from where the last sweep stopped: every request waits for one
+    /// stretch at most, not for a pass over the whole store. An expired record goes with its
+    /// secret and mail; a live record's expired secret goes alone.
     async fn sweep_expired(&self, now: UnixTime, batch: u32) -> Result<Swept, StoreError> {
-        let mut state = self.lock();
-        let secrets: Vec<SecretId> = state
-            .secrets
-            .values()
-            .filter(|s| !s.is_alive_at(now))
-            .map(|s| s.id)
-            .take(batch as usize)
-            .collect();
-        let metadata: Vec<MetadataId> = state
-            .metadata
-            .values()
-            .filter(|(_, m)| !m.is_alive_at(now))
-            .map(|(_, m)| m.id)
-            .take(batch as usize)
-            .collect();
-        for key in &secrets {
-            state.secrets.remove(key);
+        let batch = u64::from(batch);
+        let mut swept = Swept::default();
+        let mut looked = 0u32;
+        loop {
+            let done = {
+                let mut state = self.lock();
+                let slots = state.metadata.slots();
+                let end = looked.saturating_add(SWEEP_SLOTS).min(slots);
+                let mut orphaned_mail = false;
+                while looked < end && swept.secrets < batch && swept.metadata < batch {
+                    let at = ((u64::from(state.sweep_from) + u64::from(looked)) % u64::from(slots))
+                        as u32;
+                    looked += 1;
+                    let Some(record) = state.metadata.at(at) else {
+                        continue;
+                    };
+                    let (id, secret) = (record.metadata.id, record.secret);
+                    if !record.metadata.is_alive_at(now) {
+                        // Its secret, if still here, goes with it and counts as a secret.
+                        if let Some(secret) = secret {
+                            swept.secrets += u64::from(state.secrets.remove(&secret).is_some());
+                        }
+                        state.metadata.remove(&id);
+                        swept.metadata += 1;
+                        orphaned_mail = true;
+                    } else if let Some(secret) =
+                        secret.filter(|s| state.secrets.get(s).is_some_and(|s| !s.is_alive_at(now)))
+                    {
+                        state.secrets.remove(&secret);
+                        if let Some(record) = state.metadata.get_mut(&id) {
+                            record.secret = None;
+                        }
+                        swept.secrets += 1;
+                    }
+                }
+                if orphaned_mail {
+                    state.forget_orphan_mail();
+                }
+                // A full batch of either stops the sweep here; the caller asks again.
+                let full = swept.secrets >= batch || swept.metadata >= batch;
+                if full || looked >= slots {
+                    state.sweep_from = if slots == 0 {
+                        0
+                    } else {
+                        ((u64::from(state.sweep_from) + u64::from(looked)) % u64::from(slots))
+                            as u32
+                    };
+                    true
+                } else {
+                    false
+                }
+            };
+            if done {
+                return Ok(swept);
+            }
+            tokio::task::yield_now().await;
         }
-        for key in &metadata {
-            state.metadata.remove(key);
-        }
-        state.forget_orphan_mail();
-        Ok(Swept {
-            secrets: secrets.len() as u64,
-            metadata: metadata.len() as u64,
-        })
     }
 
     async fn purge_customer(&self, custid: &CustId, _now: UnixTime) -> Result<u64, StoreError> {
         let mut state = self.lock();
-        let keys: Vec<MetadataId> = state
+        let keys: Vec<(MetadataId, Option<SecretId>)> = state
             .metadata
             .values()
-            .filter(|(_, m)| &m.custid == custid)
-            .map(|(_, m)| m.id)
+            .filter(|r| &r.metadata.custid == custid)
+            .map(|r| (r.metadata.id, r.secret))
             .collect();
-        for key in &keys {
-            state.metadata.remove(key);
-        }
         // Secrets go with their metadata (as ON DELETE CASCADE does in SQL).
-        let metadata = &state.metadata;
-        let orphans: Vec<SecretId> = state
-            .secrets
-            .values()
-            .filter(|s| !metadata.contains_key(&s.metadata_id))
-            .map(|s| s.id)
-            .collect();
-        for id in &orphans {
-            state.secrets.remove(id);
+        for (key, secret) in &keys {
+            state.metadata.remove(key);
+            if let Some(secret) = secret {
+                state.secrets.remove(secret);
+            }
         }
         state.forget_orphan_mail();
         Ok(keys.len() as u64)

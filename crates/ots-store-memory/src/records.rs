@@ -87,6 +87,16 @@ impl<K: std::hash::Hash + Eq, V> Records<K, V> {
         value
     }
 
+    /// How many slots there are, used or free: [`Records::at`] takes `0..slots()`.
+    pub(crate) fn slots(&self) -> u32 {
+        self.chunks.iter().map(Vec::len).sum::<usize>() as u32
+    }
+
+    /// The record in slot `at`, if the slot is in use.
+    pub(crate) fn at(&self, at: u32) -> Option<&V> {
+        self.slot(at)
+    }
+
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.chunks.iter().flatten().filter_map(Option::as_ref)
     }
