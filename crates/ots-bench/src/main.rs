@@ -6,6 +6,8 @@
 //! requests beside bcrypt, and resident memory.
 //!
 //! Settings (environment): BENCH_SECONDS (default 5), BENCH_CLIENTS (default 32),
+//! BENCH_ROUNDS and BENCH_ROUND_SECONDS (default 9 and 1: the in-memory store's pairs runs,
+//! each between two `status` runs on the same process),
 //! BENCH_STORES (default `memory,sqlite,postgres`),
 //! BENCH_TIMELINE (set: the fixed-rate runs print each 50 ms window in which a pair took
 //! over 10 ms, to tell one stall from a spread of slow pairs),
@@ -88,6 +90,24 @@ struct StoreRun {
     /// CPU per pair in the closed loop, and per request of `/api/v1/status` (memory).
     cpu: CpuPerOp,
     status_cpu: Option<CpuPerOp>,
+    /// The memory store's rounds against `/api/v1/status`.
+    rounds: Option<Rounds>,
+}
+
+/// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
+/// on the same process, so the two are measured under the same conditions.
+struct Rounds {
+    /// Per round: pairs' requests a second, the mean of the `status` runs before and after.
+    each: Vec<(f64, f64)>,
+    /// The round whose ratio is the median.
+    median: usize,
+}
+
+impl Rounds {
+    fn ratio(&self, i: usize) -> f64 {
+        let (pairs, status) = self.each[i];
+        pairs / status
+    }
 }
 
 async fn run_store(
@@ -96,7 +116,15 @@ async fn run_store(
     dir: &std::path::Path,
     clients: usize,
     seconds: f64,
+    status_rounds: usize,
+    round_seconds: f64,
 ) -> Result<StoreRun> {
+    // One pairs run of `seconds`, or the rounds' shorter runs framed by `status` runs.
+    let loop_seconds = if status_rounds > 0 {
+        round_seconds
+    } else {
+        seconds
+    };
     let server = start_ots(url, &dir.join(name), 12).await?;
     let addr = server.addr.clone();
     let pid = server.child.id();
@@ -113,18 +141,69 @@ async fn run_store(
             }
         }
     });
-    let (pairs, cpu) = CpuPerOp::measure(
-        pid,
-        load::closed(
-            &format!("ots {name}: share+reveal pairs"),
-            &addr,
-            clients,
-            seconds,
-            Pair::new(false),
-        ),
-    )
-    .await;
-    pairs.print("pair");
+    let status_label = format!("ots {name}: /api/v1/status");
+    let status_run = || {
+        CpuPerOp::measure(
+            pid,
+            load::closed(
+                &status_label,
+                &addr,
+                clients,
+                loop_seconds,
+                Get::new("/api/v1/status"),
+            ),
+        )
+    };
+    // status, pairs, status, pairs, …, status: a drift of the machine's speed over the
+    // rounds moves a pairs run and the two status runs around it alike.
+    let mut statuses = Vec::new();
+    let mut pair_runs = Vec::new();
+    for round in 0..status_rounds.max(1) {
+        if status_rounds > 0 {
+            let run = status_run().await;
+            run.0.print("req");
+            statuses.push(run);
+        }
+        let label = match status_rounds {
+            0 | 1 => format!("ots {name}: share+reveal pairs"),
+            n => format!("ots {name}: share+reveal pairs, {}/{n}", round + 1),
+        };
+        let run = CpuPerOp::measure(
+            pid,
+            load::closed(&label, &addr, clients, loop_seconds, Pair::new(false)),
+        )
+        .await;
+        run.0.print("pair");
+        pair_runs.push(run);
+    }
+    if status_rounds > 0 {
+        let run = status_run().await;
+        run.0.print("req");
+        statuses.push(run);
+    }
+    let rounds = (status_rounds > 0).then(|| {
+        let each: Vec<(f64, f64)> = pair_runs
+            .iter()
+            .enumerate()
+            .map(|(i, (pairs, _))| {
+                let status = (statuses[i].0.ops_per_sec + statuses[i + 1].0.ops_per_sec) / 2.0;
+                (pairs.ops_per_sec * 2.0, status)
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..each.len()).collect();
+        order.sort_by(|&a, &b| (each[a].0 / each[a].1).total_cmp(&(each[b].0 / each[b].1)));
+        Rounds {
+            median: order[order.len() / 2],
+            each,
+        }
+    });
+    let all_pairs: f64 = pair_runs.iter().map(|(p, _)| p.ops_per_sec).sum();
+    let cpu = CpuPerOp::mean(&pair_runs);
+    let status_cpu = (!statuses.is_empty()).then(|| CpuPerOp::mean(&statuses));
+    let pairs = match &rounds {
+        Some(r) => pair_runs.swap_remove(r.median).0,
+        None => pair_runs.swap_remove(0).0,
+    };
     let probe = load::WakeProbe::start();
     let half = load::fixed_rate(
         &format!("ots {name}: pairs at half that, fixed"),
@@ -140,7 +219,7 @@ async fn run_store(
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     let data_kib = if name == "memory" {
-        let records = (pairs.ops_per_sec + half.ops_per_sec) * seconds;
+        let records = all_pairs * loop_seconds + half.ops_per_sec * seconds;
         (records as u64 * memory_bytes_per_metadata()) / 1024
     } else {
         0
@@ -185,7 +264,8 @@ async fn run_store(
         ceilings: Vec::new(),
         ceiling_cpu: Vec::new(),
         cpu,
-        status_cpu: None,
+        status_cpu,
+        rounds,
     })
 }
 
@@ -195,6 +275,8 @@ async fn run_store(
 async fn main() -> Result<()> {
     let seconds: f64 = env_or("BENCH_SECONDS", 5.0);
     let clients: usize = env_or("BENCH_CLIENTS", 32);
+    let rounds: usize = env_or("BENCH_ROUNDS", 9).max(1);
+    let round_seconds: f64 = env_or("BENCH_ROUND_SECONDS", 1.0);
     let pg_admin = std::env::var("BENCH_PG_URL").ok().filter(|u| !u.is_empty());
     let dir = std::env::temp_dir().join(format!("ots-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -210,27 +292,21 @@ async fn main() -> Result<()> {
     if wanted("memory") {
         let poem = ceilings::bare_poem(clients, seconds).await;
         poem.print("req");
-        let (status, status_cpu) = {
-            let server = start_ots("memory://", &dir.join("status"), 12).await?;
-            CpuPerOp::measure(
-                server.child.id(),
-                load::closed(
-                    "ots memory: /api/v1/status",
-                    &server.addr,
-                    clients,
-                    seconds,
-                    Get::new("/api/v1/status"),
-                ),
-            )
-            .await
-        };
-        status.print("req");
-        let mut run = run_store("memory", "memory://", &dir, clients, seconds).await?;
+        let mut run = run_store(
+            "memory",
+            "memory://",
+            &dir,
+            clients,
+            seconds,
+            rounds,
+            round_seconds,
+        )
+        .await?;
+        let status = run.rounds.as_ref().map_or(0.0, |r| r.each[r.median].1);
         run.ceilings = vec![
-            ("/api/v1/status".into(), status.ops_per_sec),
+            ("/api/v1/status".into(), status),
             ("bare poem".into(), poem.ops_per_sec),
         ];
-        run.status_cpu = Some(status_cpu);
         runs.push(run);
         println!();
     }
@@ -275,7 +351,7 @@ async fn main() -> Result<()> {
             "raw SQLite loop, 1 transaction/write"
         );
         let sqlite_url = format!("sqlite://{}/bench.db", dir.join("sqlite").display());
-        let mut run = run_store("sqlite", &sqlite_url, &dir, clients, seconds).await?;
+        let mut run = run_store("sqlite", &sqlite_url, &dir, clients, seconds, 0, 0.0).await?;
         run.ceilings = vec![("raw SQLite loop".into(), raw)];
         runs.push(run);
         println!();
@@ -298,7 +374,7 @@ async fn main() -> Result<()> {
         let (min_sql, min_sql_cpu) =
             ceilings::pgbench(url, ceilings::PGBENCH_MIN_SQL, pg_clients, seconds, &dir)?;
         println!("{:<40} {min_sql:>9.0} pair/s", "pgbench, the least SQL");
-        let mut run = run_store("postgres", url, &dir, clients, seconds).await?;
+        let mut run = run_store("postgres", url, &dir, clients, seconds, 0, 0.0).await?;
         run.ceilings = vec![
             ("pgbench, the least SQL".into(), min_sql),
             ("pgbench, ots's SQL".into(), ots_sql),
@@ -331,6 +407,16 @@ async fn main() -> Result<()> {
                 "  {:<9} {mine:>8.0} {unit} = {:>6.1}% of {name} ({ceiling:.0})",
                 run.name,
                 mine / ceiling * 100.0
+            );
+        }
+        if let Some(rounds) = &run.rounds {
+            let each: Vec<String> = (0..rounds.each.len())
+                .map(|i| format!("{:.1}%", rounds.ratio(i) * 100.0))
+                .collect();
+            println!(
+                "  {:<9} each round's pairs against the mean of the status runs before and after: {}; the median is the one above",
+                run.name,
+                each.join(", ")
             );
         }
         println!(

@@ -162,6 +162,23 @@ impl CpuMark {
 }
 
 impl CpuPerOp {
+    /// The CPU per operation over several runs, each weighted by the operations it did.
+    pub fn mean(runs: &[(crate::load::Report, Self)]) -> Self {
+        let ops: u32 = runs.iter().map(|(r, _)| r.count as u32).sum::<u32>().max(1);
+        let total = |part: fn(&Self) -> Duration| {
+            runs.iter()
+                .map(|(r, cpu)| part(cpu) * r.count as u32)
+                .sum::<Duration>()
+                / ops
+        };
+        Self {
+            server: total(|c| c.server),
+            generator: total(|c| c.generator),
+            postgres: total(|c| c.postgres),
+            machine: total(|c| c.machine),
+        }
+    }
+
     /// Measures `run` (which returns how many operations succeeded) on server `pid`.
     pub async fn measure<F: std::future::Future<Output = crate::load::Report>>(
         pid: u32,
