@@ -87,27 +87,32 @@ impl<T: Rng + ?Sized> Rng for std::sync::Arc<T> {
 }
 
 /// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).
-pub fn random_string<R: Rng + ?Sized>(
+/// The alphabet's size is a constant, so the remainder is a multiplication, not a division.
+pub fn random_string<R: Rng + ?Sized, const N: usize>(
     rng: &R,
     len: usize,
-    alphabet: &[u8],
+    alphabet: &[u8; N],
 ) -> Result<String, String> {
-    let n = alphabet.len();
-    let limit = 256 - 256 % n;
-    let mut out = String::with_capacity(len);
+    const { assert!(N > 0 && N <= 256, "an alphabet has 1 to 256 letters") };
+    let limit = 256 - 256 % N;
+    let mut out = vec![0u8; len];
+    let mut filled = 0;
     let mut buf = [0u8; 64];
-    while out.len() < len {
+    while filled < len {
         // What is left, and a few more for the draws rejected (under 2% for 36 letters).
-        let want = (len - out.len() + 4).min(buf.len());
+        let want = (len - filled + 4).min(buf.len());
         rng.fill(&mut buf[..want])?;
-        for &b in buf[..want].iter().filter(|&&b| (b as usize) < limit) {
-            if out.len() == len {
-                break;
+        for &b in &buf[..want] {
+            if (b as usize) < limit {
+                out[filled] = alphabet[b as usize % N];
+                filled += 1;
+                if filled == len {
+                    break;
+                }
             }
-            out.push(alphabet[b as usize % n] as char);
         }
     }
-    Ok(out)
+    String::from_utf8(out).map_err(|_| "the alphabet is not ASCII".into())
 }
 
 #[cfg(test)]

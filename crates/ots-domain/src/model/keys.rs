@@ -9,7 +9,7 @@ use crate::random::{random_string, Rng};
 /// Length of secret and metadata keys: 31 base-36 characters carry 160.3 bits.
 pub const KEY_LEN: usize = 31;
 /// Alphabet of keys: lowercase base 36.
-pub const KEY_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+pub const KEY_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
 macro_rules! key_type {
     ($(#[$doc:meta])* $name:ident) => {

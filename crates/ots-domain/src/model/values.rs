@@ -8,7 +8,8 @@ use zeroize::Zeroizing;
 /// Length of a value made by `generate`.
 pub const GENERATED_LEN: usize = 12;
 /// Letters and digits without look-alikes: no 0/O, no 1/l/I.
-pub const GENERATED_ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+pub const GENERATED_ALPHABET: &[u8; 57] =
+    b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
 /// Bytes that must never be printed: secret values and passphrases.
 #[derive(Clone, PartialEq, Eq)]
