@@ -24,7 +24,7 @@ mod telemetry;
 pub use api::{Api, MetadataObject, State};
 pub use error::{json_error, Answer, ErrorBody};
 pub use params::{BodyLimit, TrustedProxyHeader};
-pub use ratelimit::{ClassLimits, Limit, Limiter, RateLimits, RouteClass, Unlimited};
+pub use ratelimit::{ClassLimits, Limit, Limiter, RateKey, RateLimits, RouteClass, Unlimited};
 pub use telemetry::{redact_path, Metrics, REQUEST_ID};
 
 /// The use cases as the HTTP adapter holds them: behind their port, whatever implements it.

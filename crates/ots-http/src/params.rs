@@ -17,6 +17,8 @@ use poem_openapi::registry::{
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
+use crate::ratelimit::RateKey;
+
 use ots_domain::Credentials;
 
 use crate::error::JsonError;
@@ -362,7 +364,7 @@ pub struct TrustedProxyHeader(pub Option<String>);
 
 /// The client's address, for rate limits: the peer address, or, behind a trusted proxy, the
 /// last address that proxy appended to its header (the only one it vouches for).
-pub struct ClientAddr(pub String);
+pub struct ClientAddr(pub RateKey);
 
 impl<'a> FromRequest<'a> for ClientAddr {
     async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
@@ -372,11 +374,15 @@ impl<'a> FromRequest<'a> for ClientAddr {
             .and_then(|name| request.headers().get(name))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty());
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| match v.parse() {
+                Ok(ip) => RateKey::Address(ip),
+                Err(_) => RateKey::OtherAddress(v.to_owned()),
+            });
         let addr = from_header.unwrap_or_else(|| match request.remote_addr().as_socket_addr() {
-            Some(sock) => sock.ip().to_string(),
-            None => request.remote_addr().to_string(),
+            Some(sock) => RateKey::Address(sock.ip()),
+            None => RateKey::OtherAddress(request.remote_addr().to_string()),
         });
         Ok(Self(addr))
     }

@@ -16,7 +16,7 @@ use poem::{FromRequest, Request, RequestBody};
 use crate::error::{ApiError, ErrorBody, Failure, JsonError, Statuses};
 use crate::json::Json;
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
-use crate::ratelimit::{Limiter, RouteClass};
+use crate::ratelimit::{Limiter, RateKey, RouteClass};
 
 mod objects;
 
@@ -122,7 +122,7 @@ impl Ctx {
     ) -> Result<Caller, ApiError> {
         let by_address = || {
             self.limiter
-                .check(ANONYMOUS_PLAN, class, &format!("ip:{}", client.0))
+                .check(ANONYMOUS_PLAN, class, &client.0)
                 .map_err(ApiError::too_many_requests)
         };
         let authenticated = match &login {
@@ -137,7 +137,11 @@ impl Ctx {
             }
             Ok(caller) => {
                 self.limiter
-                    .check(&caller.plan.name, class, &format!("cust:{}", caller.custid))
+                    .check(
+                        &caller.plan.name,
+                        class,
+                        &RateKey::Customer(caller.custid.to_string()),
+                    )
                     .map_err(ApiError::too_many_requests)?;
                 Ok(caller)
             }

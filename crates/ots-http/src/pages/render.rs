@@ -154,10 +154,7 @@ impl Pages {
         class: RouteClass,
         csrf: &Csrf,
     ) -> Option<Response> {
-        let wait = self
-            .limiter
-            .check("anonymous", class, &format!("ip:{}", client.0))
-            .err()?;
+        let wait = self.limiter.check("anonymous", class, &client.0).err()?;
         let mut resp = self.message(
             StatusCode::TOO_MANY_REQUESTS,
             "Slow down",
