@@ -183,19 +183,27 @@ mod tests {
         let limits = RateLimits::new(&limits(1), "anonymous");
         let ip = RateKey::Address("192.0.2.7".parse().unwrap());
         assert!(limits.check("anonymous", RouteClass::Create, &ip).is_ok());
-        let wait = limits.check("anonymous", RouteClass::Create, &ip).unwrap_err();
+        let wait = limits
+            .check("anonymous", RouteClass::Create, &ip)
+            .unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60));
         // Another class, another address, a customer or a proxy's non-address named alike:
         // each still has its first request.
         assert!(limits.check("anonymous", RouteClass::Reveal, &ip).is_ok());
         let other = RateKey::Address("192.0.2.8".parse().unwrap());
-        assert!(limits.check("anonymous", RouteClass::Create, &other).is_ok());
+        assert!(limits
+            .check("anonymous", RouteClass::Create, &other)
+            .is_ok());
         let customer = RateKey::Customer("192.0.2.7".into());
-        assert!(limits.check("anonymous", RouteClass::Create, &customer).is_ok());
+        assert!(limits
+            .check("anonymous", RouteClass::Create, &customer)
+            .is_ok());
         let raw = RateKey::OtherAddress("192.0.2.7".into());
         assert!(limits.check("anonymous", RouteClass::Create, &raw).is_ok());
         // A plan without limits of its own counts in the fallback's: the customer's one
         // request is spent.
-        assert!(limits.check("basic", RouteClass::Create, &customer).is_err());
+        assert!(limits
+            .check("basic", RouteClass::Create, &customer)
+            .is_err());
     }
 }

@@ -208,10 +208,50 @@ fn route(path: &str) -> Option<(&'static str, &'static str)> {
     route_index(path).map(|i| ROUTES[i])
 }
 
-/// Which of [`ROUTES`] a path is on.
+/// Which of [`ROUTES`] a path is on. It runs on every request, so it takes the path apart
+/// once and matches the segments, rather than trying each route in turn; the tests hold it
+/// to [`ROUTES`] (`route_index_by_scan`).
 fn route_index(path: &str) -> Option<usize> {
+    let mut parts = path.strip_prefix('/')?.split('/');
+    let segments: [Option<&str>; 6] = std::array::from_fn(|_| parts.next());
+    let key = |k: &str| !k.is_empty();
+    let index = match segments {
+        [Some("api"), Some("v1"), Some(a), b, c, None] => match (a, b, c) {
+            ("share", None, None) => 0,
+            ("generate", None, None) => 1,
+            ("secret", Some(k), None) if key(k) => 2,
+            ("private", Some("recent"), None) => 3,
+            ("private", Some(k), None) if key(k) => 4,
+            ("private", Some(k), Some("burn")) if key(k) => 5,
+            ("status", None, None) => 6,
+            ("authcheck", None, None) => 7,
+            ("openapi.json", None, None) => 8,
+            ("openapi.yaml", None, None) => 9,
+            _ => return None,
+        },
+        [Some(a), b, c, None, None, None] => match (a, b, c) {
+            ("docs", None, None) => 10,
+            ("", None, None) => 11,
+            ("secret", Some(k), None) if key(k) => 12,
+            ("private", Some(k), None) if key(k) => 13,
+            ("private", Some(k), Some("burn")) if key(k) => 14,
+            ("static", Some("ots.css"), None) => 15,
+            ("static", Some("ots.js"), None) => 16,
+            ("metrics", None, None) => 17,
+            ("healthz", None, None) => 18,
+            ("readyz", None, None) => 19,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(index)
+}
+
+/// [`route_index`] by trying each of [`ROUTES`] in order, `:key` standing for any one
+/// non-empty segment and earlier routes winning: what the match must agree with.
+#[cfg(test)]
+fn route_index_by_scan(path: &str) -> Option<usize> {
     ROUTES.iter().position(|(route, _)| {
-        // Segment by segment, without collecting either side: this runs on every request.
         let (mut pattern, mut segments) = (route.split('/'), path.split('/'));
         loop {
             match (pattern.next(), segments.next()) {
@@ -313,6 +353,37 @@ pub async fn observe<E: Endpoint>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_match_agrees_with_the_route_list() {
+        let mut paths = vec![
+            String::new(),
+            "api/v1/status".into(),
+            "//".into(),
+            "/api/v1/status/".into(),
+            "/api/v1/private/k/burn/x".into(),
+            "/api/v1/private//burn".into(),
+            "/api/v1/secret/".into(),
+            "/a/b/c/d/e/f/g".into(),
+            "/api/v1/private/k/burn".into(),
+            "/API/v1/status".into(),
+        ];
+        for (route, _) in ROUTES {
+            for key in ["0", "153l8vbwqx5taskp92pf05uvgjefvu9", "recent", "burn", ""] {
+                let path = route.replace(":key", key);
+                paths.push(format!("{path}/"));
+                paths.push(format!("{path}/x"));
+                paths.push(path[..path.len().saturating_sub(1)].to_string());
+                paths.push(path);
+            }
+        }
+        for path in &paths {
+            assert_eq!(route_index(path), route_index_by_scan(path), "{path:?}");
+        }
+        for (i, (route, _)) in ROUTES.iter().enumerate() {
+            assert_eq!(route_index(&route.replace(":key", "k")), Some(i), "{route}");
+        }
+    }
 
     #[test]
     fn keys_are_redacted_and_routes_bounded() {
