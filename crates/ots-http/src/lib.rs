@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 
@@ -15,6 +14,7 @@ use ots_domain::SecretUseCases;
 mod api;
 mod error;
 mod json;
+mod normalize;
 mod pages;
 mod params;
 mod ratelimit;
@@ -95,7 +95,7 @@ pub fn app_with_limiter(
 ) -> impl Endpoint {
     let pages = pages::routes(svc.clone(), limiter.clone(), &config.public_url);
     let api = api_service();
-    Route::new()
+    let routes = Route::new()
         .at("/api/v1/openapi.json", poem::get(spec_json_endpoint))
         .at("/api/v1/openapi.yaml", poem::get(spec_yaml_endpoint))
         .at("/docs", poem::get(docs_endpoint))
@@ -106,8 +106,8 @@ pub fn app_with_limiter(
         .at("/healthz", poem::get(healthz))
         .at("/readyz", poem::get(readyz))
         .nest_no_strip("/api", api)
-        .nest("/", pages)
-        .with(NormalizePath::new(TrailingSlash::Trim))
+        .nest("/", pages);
+    normalize::TrimSlashes(routes)
         .catch_all_error(error::json_errors)
         .around({
             let metrics = config.metrics.clone();

@@ -11,6 +11,23 @@ async fn status_is_nominal() {
 }
 
 #[tokio::test]
+async fn extra_slashes_reach_the_same_route_and_keep_the_query() {
+    let h = harness().await;
+    for path in ["/api/v1/status/", "//api//v1/status", "/api/v1/status//"] {
+        let (status, _, body) = send(h.cli.get(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(body, json!({"status": "nominal"}), "{path}");
+    }
+    let (status, _, body) = send(h.cli.post("/api/v1//share/?secret=s3cret&ttl=3600")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["ttl"],
+        json!(3600),
+        "the query string survives: {body}"
+    );
+}
+
+#[tokio::test]
 async fn every_bad_input_is_a_json_error_with_the_right_status() {
     let h = harness_with(
         Policy {
