@@ -111,14 +111,14 @@ pub fn app_with_limiter(
         .catch_all_error(error::json_errors)
         .around({
             let metrics = config.metrics.clone();
-            let data = RequestData {
+            let data = Arc::new(RequestData {
                 svc,
                 limiter,
                 body_limit: BodyLimit(config.body_limit),
                 proxy: TrustedProxyHeader(config.trusted_proxy_header.clone()),
-            };
+            });
             move |ep, mut req| {
-                data.insert(&mut req);
+                req.set_data(data.clone());
                 telemetry::observe(ep, req, metrics.clone())
             }
         })
@@ -128,21 +128,13 @@ pub fn app_with_limiter(
 /// A `.data()` layer each would nest four more futures, each holding its own copy of the
 /// request (~470 bytes), and each layer moves the whole future beneath it: the request's
 /// future was ~9.6 KiB, copied again at every layer.
-struct RequestData {
-    svc: UseCases,
-    limiter: Arc<dyn Limiter>,
-    body_limit: BodyLimit,
-    proxy: TrustedProxyHeader,
-}
-
-impl RequestData {
-    fn insert(&self, req: &mut poem::Request) {
-        let data = req.extensions_mut();
-        data.insert(self.svc.clone());
-        data.insert(self.limiter.clone());
-        data.insert(self.body_limit);
-        data.insert(self.proxy.clone());
-    }
+/// One entry in the request's data, not four: each entry is a boxed value in a map that
+/// grows as they are added, and each clone of an `Arc` an atomic the two workers share.
+pub(crate) struct RequestData {
+    pub(crate) svc: UseCases,
+    pub(crate) limiter: Arc<dyn Limiter>,
+    pub(crate) body_limit: BodyLimit,
+    pub(crate) proxy: TrustedProxyHeader,
 }
 
 /// The spec and the docs page are made on their first request and then shared by every
@@ -181,12 +173,12 @@ fn docs_endpoint() -> poem::Response {
 
 #[poem::handler]
 async fn metrics_endpoint(
-    svc: poem::web::Data<&UseCases>,
+    data: poem::web::Data<&Arc<RequestData>>,
     metrics: poem::web::Data<&Arc<Metrics>>,
 ) -> poem::Response {
     poem::Response::builder()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(metrics.render(svc.as_ref()).await)
+        .body(metrics.render(data.svc.as_ref()).await)
 }
 
 /// The process is up.
@@ -197,8 +189,8 @@ fn healthz() -> poem::Response {
 
 /// The store answers and its migrations are applied: ready for traffic.
 #[poem::handler]
-async fn readyz(svc: poem::web::Data<&UseCases>) -> poem::Response {
-    if svc.is_available().await {
+async fn readyz(data: poem::web::Data<&Arc<RequestData>>) -> poem::Response {
+    if data.svc.is_available().await {
         json_response(poem::http::StatusCode::OK, r#"{"status":"ready"}"#)
     } else {
         json_response(

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use base64::Engine;
 use futures_util::StreamExt;
@@ -18,12 +19,13 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
 use crate::ratelimit::RateKey;
+use crate::RequestData;
 
 use ots_domain::Credentials;
 
 use crate::error::JsonError;
 
-/// The most a request body may hold, set per app with `.data(BodyLimit(..))`.
+/// The most a request body may hold, set per app (`HttpConfig::body_limit`).
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
@@ -147,7 +149,9 @@ fn property_types<T: Type>() -> Vec<(&'static str, &'static str)> {
 type Parsed = (HashMap<String, String>, Vec<(String, &'static str)>);
 
 async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed, JsonError> {
-    let limit = request.data::<BodyLimit>().map_or(1 << 20, |l| l.0);
+    let limit = request
+        .data::<Arc<RequestData>>()
+        .map_or(1 << 20, |d| d.body_limit.0);
     let too_large = || {
         JsonError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -369,8 +373,8 @@ pub struct ClientAddr(pub RateKey);
 impl<'a> FromRequest<'a> for ClientAddr {
     async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
         let from_header = request
-            .data::<TrustedProxyHeader>()
-            .and_then(|h| h.0.as_deref())
+            .data::<Arc<RequestData>>()
+            .and_then(|d| d.proxy.0.as_deref())
             .and_then(|name| request.headers().get(name))
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())

@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorBody, Failure, JsonError, Statuses};
 use crate::json::Json;
 use crate::params::{BodyParams, ClientAddr, Login, OptionalAuth, RequiredAuth};
 use crate::ratelimit::{Limiter, RateKey, RouteClass};
+use crate::RequestData;
 
 mod objects;
 
@@ -58,29 +59,27 @@ statuses! {
 pub struct Api;
 
 /// What a handler works with: the use cases and the rate limiter the app was built with.
-pub struct Ctx {
-    svc: Arc<dyn SecretUseCases>,
-    limiter: Arc<dyn Limiter>,
-}
+pub struct Ctx(Arc<RequestData>);
 
 impl<'a> FromRequest<'a> for Ctx {
     async fn from_request(request: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let missing = || {
+        let data = request.data::<Arc<RequestData>>().ok_or_else(|| {
             JsonError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the API is mounted without its use cases",
             )
-        };
-        Ok(Self {
-            svc: request
-                .data::<Arc<dyn SecretUseCases>>()
-                .ok_or_else(missing)?
-                .clone(),
-            limiter: request
-                .data::<Arc<dyn Limiter>>()
-                .ok_or_else(missing)?
-                .clone(),
-        })
+        })?;
+        Ok(Self(data.clone()))
+    }
+}
+
+impl Ctx {
+    fn svc(&self) -> &dyn SecretUseCases {
+        &*self.0.svc
+    }
+
+    fn limiter(&self) -> &dyn Limiter {
+        &*self.0.limiter
     }
 }
 
@@ -121,13 +120,15 @@ impl Ctx {
         login: Option<Login>,
     ) -> Result<Caller, ApiError> {
         let by_address = || {
-            self.limiter
+            self.limiter()
                 .check(ANONYMOUS_PLAN, class, &client.0)
                 .map_err(ApiError::too_many_requests)
         };
         let authenticated = match &login {
-            None => self.svc.authenticate(None).await,
-            Some(Login::Credentials(credentials)) => self.svc.authenticate(Some(credentials)).await,
+            None => self.svc().authenticate(None).await,
+            Some(Login::Credentials(credentials)) => {
+                self.svc().authenticate(Some(credentials)).await
+            }
             Some(Login::Unparseable) => Err(OtsError::Unauthorized),
         };
         match authenticated {
@@ -136,7 +137,7 @@ impl Ctx {
                 Ok(caller)
             }
             Ok(caller) => {
-                self.limiter
+                self.limiter()
                     .check(
                         &caller.plan.name,
                         class,
@@ -181,7 +182,7 @@ impl Ctx {
         let unknown = || ApiError::unknown_secret(secret_key);
         let key = SecretKey::parse(secret_key).ok_or_else(unknown)?;
         match self
-            .svc
+            .svc()
             .reveal(&key, passphrase.and_then(Passphrase::parse))
             .await
         {
@@ -203,7 +204,7 @@ impl Ctx {
         self.admit(client, RouteClass::Other, login).await?;
         let unknown = || ApiError::unknown_metadata(metadata_key);
         let key = MetadataKey::parse(metadata_key).ok_or_else(unknown)?;
-        match self.svc.metadata(&key).await {
+        match self.svc().metadata(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
             Err(OtsError::NotFound) => Err(unknown().into()),
             Err(err) => Err(err.into()),
@@ -238,7 +239,7 @@ impl Api {
         }
         let secret = params.get("secret");
         let shared = ctx
-            .svc
+            .svc()
             .share(&caller, secret.map(SecretValue::new), input)
             .await?;
         Ok(Json(MetadataObject::of(shared.metadata, None)))
@@ -263,7 +264,7 @@ impl Api {
     ) -> ApiResult<MetadataObject, Creating> {
         let caller = ctx.admit(&client, RouteClass::Create, auth.0).await?;
         let input = share_input(&params)?;
-        let shared = ctx.svc.generate(&caller, input).await?;
+        let shared = ctx.svc().generate(&caller, input).await?;
         Ok(Json(MetadataObject::of(shared.metadata, shared.value)))
     }
 
@@ -333,7 +334,7 @@ impl Api {
         limit: Query<Option<i64>>,
     ) -> ApiResult<Vec<MetadataObject>, Listing> {
         let caller = ctx.admit(&client, RouteClass::Other, Some(auth.0)).await?;
-        let items = ctx.svc.recent(&caller, limit.0).await?;
+        let items = ctx.svc().recent(&caller, limit.0).await?;
         Ok(Json(
             items
                 .into_iter()
@@ -403,7 +404,7 @@ impl Api {
         ctx.admit(&client, RouteClass::Other, auth.0).await?;
         let unknown = || ApiError::unknown_metadata(&metadata_key);
         let key = MetadataKey::parse(&metadata_key).ok_or_else(unknown)?;
-        match ctx.svc.burn(&key).await {
+        match ctx.svc().burn(&key).await {
             Ok(view) => Ok(Json(MetadataObject::of(view, None))),
             Err(OtsError::NotFound) => Err(unknown().into()),
             Err(err) => Err(err.into()),
@@ -427,7 +428,7 @@ impl Api {
         client: ClientAddr,
     ) -> ApiResult<StatusBody, Checking> {
         ctx.admit(&client, RouteClass::Other, auth.0).await?;
-        if ctx.svc.is_available().await {
+        if ctx.svc().is_available().await {
             Ok(Json(StatusBody {
                 status: "nominal".into(),
             }))
