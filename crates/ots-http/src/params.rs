@@ -111,13 +111,12 @@ impl<'a, T: BodySchema> ApiExtractor<'a> for BodyParams<T> {
             }
         }
         let mut query = HashMap::new();
-        let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(
-            request.uri().query().unwrap_or_default(),
-        )
-        .map_err(|e| JsonError::bad_request(format!("Invalid query string: {e}")))?;
+        let pairs = form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes());
         for (name, value) in pairs {
             // The first of repeated parameters counts, as with poem's own query parameters.
-            query.entry(name).or_insert(value);
+            query
+                .entry(name.into_owned())
+                .or_insert_with(|| value.into_owned());
         }
         Ok(Self {
             query,
@@ -185,9 +184,14 @@ async fn parse_body(request: &Request, body: &mut RequestBody) -> Result<Parsed,
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        FORM => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .map(|pairs| (pairs.into_iter().collect(), Vec::new()))
-            .map_err(|e| JsonError::bad_request(format!("Invalid urlencoded body: {e}"))),
+        // The last of repeated parameters counts. Any bytes decode: what is not UTF-8
+        // becomes U+FFFD, and a value is then checked as the parameter it is.
+        FORM => Ok((
+            form_urlencoded::parse(&bytes)
+                .map(|(name, value)| (name.into_owned(), value.into_owned()))
+                .collect(),
+            Vec::new(),
+        )),
         MULTIPART => Ok((parse_multipart(request, bytes).await?, Vec::new())),
         JSON => parse_json(&bytes),
         _ => Err(JsonError::new(
