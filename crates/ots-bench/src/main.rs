@@ -27,7 +27,7 @@ mod load;
 mod server;
 
 use load::Report;
-use server::{rss_kib, start_ots, CpuPerOp, Get, Pair};
+use server::{rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -92,6 +92,9 @@ struct StoreRun {
     status_cpu: Option<CpuPerOp>,
     /// The memory store's rounds against `/api/v1/status`.
     rounds: Option<Rounds>,
+    /// Writes per batch (one statement or one transaction each) at full speed and at half
+    /// the peak, for a store that merges writes.
+    batched: [Option<f64>; 2],
 }
 
 /// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
@@ -158,6 +161,7 @@ async fn run_store(
     // rounds moves a pairs run and the two status runs around it alike.
     let mut statuses = Vec::new();
     let mut pair_runs = Vec::new();
+    let tally_before = write_batches(&addr).await;
     for round in 0..status_rounds.max(1) {
         if status_rounds > 0 {
             let run = status_run().await;
@@ -176,6 +180,7 @@ async fn run_store(
         run.0.print("pair");
         pair_runs.push(run);
     }
+    let tally_full = write_batches(&addr).await;
     if status_rounds > 0 {
         let run = status_run().await;
         run.0.print("req");
@@ -216,6 +221,11 @@ async fn run_store(
     .await;
     let wakes = probe.stop();
     half.print("pair");
+    let tally_half = write_batches(&addr).await;
+    let batched = [
+        writes_per_batch(tally_before, tally_full),
+        writes_per_batch(tally_full, tally_half),
+    ];
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     let data_kib = if name == "memory" {
@@ -266,6 +276,7 @@ async fn run_store(
         cpu,
         status_cpu,
         rounds,
+        batched,
     })
 }
 
@@ -434,6 +445,13 @@ async fn main() -> Result<()> {
             run.wakes.max.as_secs_f64() * 1e3,
             run.wakes.over_4ms * 100.0
         );
+        if let [Some(full), half] = run.batched {
+            println!(
+                "  {:<9} writes per commit: {full:.1} at full speed, {} at half the peak",
+                run.name,
+                half.map_or("-".into(), |h| format!("{h:.1}"))
+            );
+        }
         if let (Some(disk), true) = (&disk, run.name != "memory") {
             println!(
                 "  {:<9} each pair waits for 2 flushes or more; the disk's own: p99 {:.2} ms, max {:.1} ms",

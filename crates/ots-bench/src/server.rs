@@ -284,6 +284,29 @@ impl Pair {
     }
 }
 
+/// The store's batches of writes and the writes they carried so far, from ots's `/metrics`;
+/// `None` for a store that writes each request alone or when `/metrics` does not answer.
+pub async fn write_batches(addr: &str) -> Option<(u64, u64)> {
+    let mut conn = Conn::open(addr).await.ok()?;
+    let answer = conn
+        .send(&http1::request("GET", "/metrics", None))
+        .await
+        .ok()?;
+    let text = std::str::from_utf8(conn.body(&answer)).ok()?;
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let batches = counter("ots_store_write_batches_total")?;
+    (batches > 0).then_some((batches, counter("ots_store_batched_writes_total")?))
+}
+
+/// Writes per batch between two readings of [`write_batches`].
+pub fn writes_per_batch(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((b0, w0), (b1, w1)) = (before.unwrap_or_default(), after?);
+    (b1 > b0).then(|| (w1 - w0) as f64 / (b1 - b0) as f64)
+}
+
 /// The value of `"field":"…"` in a JSON body (a key: no escapes).
 fn json_str<'b>(body: &'b [u8], field: &str) -> Option<&'b str> {
     let name = format!("\"{field}\":\"");
@@ -336,6 +359,18 @@ impl Op for Get {
 #[cfg(test)]
 mod tests {
     use super::json_str;
+
+    #[test]
+    fn writes_per_batch_is_the_ratio_of_what_rose() {
+        use super::writes_per_batch;
+        assert_eq!(
+            writes_per_batch(Some((10, 40)), Some((20, 140))),
+            Some(10.0)
+        );
+        assert_eq!(writes_per_batch(None, Some((4, 10))), Some(2.5));
+        assert_eq!(writes_per_batch(Some((4, 10)), Some((4, 10))), None);
+        assert_eq!(writes_per_batch(None, None), None);
+    }
 
     #[test]
     fn finds_a_string_field() {

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use crate::error::OtsError;
 use crate::model::*;
 use crate::policy::Policy;
+use crate::ports::WriteBatches;
 
 /// Who is asking: a customer with a plan, or the anonymous customer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,4 +108,7 @@ pub trait SecretUseCases: Send + Sync {
 
     /// The store's pooled connections (open, idle), when it has a pool.
     fn pool_usage(&self) -> Option<(u32, u32)>;
+
+    /// The store's batches of writes so far, when it merges writes.
+    fn write_batches(&self) -> Option<WriteBatches>;
 }

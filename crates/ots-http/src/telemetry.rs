@@ -24,6 +24,10 @@ pub struct Metrics {
     outbox_backlog: IntGauge,
     pool_size: IntGauge,
     pool_idle: IntGauge,
+    write_batches: IntCounter,
+    batched_writes: IntCounter,
+    /// Held while those two catch up with the store's tally, so two renders at once add once.
+    catching_up: std::sync::Mutex<()>,
     /// The latency histogram of each of [`ROUTES`], then of `other`, and the counter of each
     /// of [`SECRET_EVENTS`]: found once, not by their labels on every request.
     latency_by_route: Vec<Histogram>,
@@ -83,6 +87,16 @@ impl Metrics {
             .expect("valid metric");
         let pool_idle = IntGauge::new("ots_db_pool_idle_connections", "Idle database connections")
             .expect("valid metric");
+        let write_batches = IntCounter::new(
+            "ots_store_write_batches_total",
+            "Batches of writes the store committed at once (0 for a store that writes each request alone)",
+        )
+        .expect("valid metric");
+        let batched_writes = IntCounter::new(
+            "ots_store_batched_writes_total",
+            "Writes those batches carried: divided by the batches, the writes each commit served",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -91,6 +105,8 @@ impl Metrics {
             Box::new(outbox_backlog.clone()),
             Box::new(pool_size.clone()),
             Box::new(pool_idle.clone()),
+            Box::new(write_batches.clone()),
+            Box::new(batched_writes.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -112,6 +128,9 @@ impl Metrics {
             outbox_backlog,
             pool_size,
             pool_idle,
+            write_batches,
+            batched_writes,
+            catching_up: Default::default(),
             latency_by_route,
             secret_events,
         }
@@ -150,6 +169,16 @@ impl Metrics {
         if let Some((size, idle)) = svc.pool_usage() {
             self.pool_size.set(i64::from(size));
             self.pool_idle.set(i64::from(idle));
+        }
+        if let Some(tally) = svc.write_batches() {
+            // The store counts; the counters catch up with it (they only ever rise).
+            let _one_at_a_time = self.catching_up.lock().unwrap_or_else(|e| e.into_inner());
+            for (counter, now) in [
+                (&self.write_batches, tally.batches),
+                (&self.batched_writes, tally.writes),
+            ] {
+                counter.inc_by(now.saturating_sub(counter.get()));
+            }
         }
         let mut out = Vec::new();
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -368,6 +368,7 @@ pub async fn concurrent_distinct_pairs_keep_to_their_own<S: SecretRepository + O
     store: Arc<S>,
 ) {
     let before = store.mail_backlog().await.unwrap();
+    let batches_before = store.write_batches();
     let shares: Vec<_> = (0..150)
         .map(|i| {
             let store = store.clone();
@@ -431,6 +432,15 @@ pub async fn concurrent_distinct_pairs_keep_to_their_own<S: SecretRepository + O
         wins.iter().all(|w| *w == 1),
         "each secret exactly once: {wins:?}"
     );
+    if let (Some(before), Some(after)) = (batches_before, store.write_batches()) {
+        // 150 shares, two reveals of each and 15 of unknown keys, each counted once.
+        let (batches, writes) = (after.batches - before.batches, after.writes - before.writes);
+        assert_eq!(writes, 150 + 300 + 15, "every write is counted once");
+        assert!(
+            (1..writes).contains(&batches),
+            "concurrent writes share batches: {writes} writes in {batches}"
+        );
+    }
     for md in revealed(&*store, &records).await {
         assert_eq!(
             (md.state, md.received),

@@ -16,15 +16,37 @@
 //! store keeps a connection there: see `held`).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-use ots_domain::StoreError;
+use ots_domain::{StoreError, WriteBatches};
 
 type Queued<J, A> = (J, oneshot::Sender<Result<A, StoreError>>);
+
+/// The batches a store has run and the writes they carried, counted where each batch is
+/// taken (a batch replayed job by job after a failure counts once).
+#[derive(Default)]
+pub(crate) struct Tally {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Tally {
+    pub(crate) fn add(&self, writes: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn read(&self) -> WriteBatches {
+        WriteBatches {
+            batches: self.batches.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The queue to the lanes.
 pub(crate) struct Batcher<J, A> {
@@ -103,9 +125,9 @@ impl Drop for Runs {
 
 impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
     /// Starts `lanes` lanes (at most that many batches run at once, see [`STALL`]), each
-    /// running batches of at most `max` jobs with a slot of its own. The lanes end when
-    /// every handle is dropped.
-    pub(crate) fn start<S, H, F>(lanes: usize, max: usize, handler: H) -> Self
+    /// running batches of at most `max` jobs with a slot of its own, counted in `tally`. The
+    /// lanes end when every handle is dropped.
+    pub(crate) fn start<S, H, F>(lanes: usize, max: usize, tally: Arc<Tally>, handler: H) -> Self
     where
         S: Slot,
         H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
@@ -116,7 +138,14 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
         let running = Arc::new(Running::default());
         let handler = Arc::new(handler);
         for _ in 0..lanes.max(1) {
-            tokio::spawn(lane(jobs.clone(), running.clone(), max, handler.clone()));
+            let lane = lane(
+                jobs.clone(),
+                running.clone(),
+                max,
+                tally.clone(),
+                handler.clone(),
+            );
+            tokio::spawn(lane);
         }
         Self { queue }
     }
@@ -134,6 +163,7 @@ async fn lane<J, A, S, H, F>(
     jobs: Arc<Mutex<mpsc::Receiver<Queued<J, A>>>>,
     running: Arc<Running>,
     max: usize,
+    tally: Arc<Tally>,
     handler: Arc<H>,
 ) where
     J: Send + 'static,
@@ -166,6 +196,7 @@ async fn lane<J, A, S, H, F>(
                     Err(_) => break,
                 }
             }
+            tally.add(batch.len());
             (batch, Runs::start(&running))
         };
         // The batch runs in a task of its own, which answers its callers: a handler that
@@ -220,19 +251,24 @@ mod tests {
 
     #[tokio::test]
     async fn every_caller_gets_its_own_answer() {
-        let batcher = Batcher::start(2, 8, |slot: (), jobs: Vec<u32>| async move {
-            let answers = jobs
-                .into_iter()
-                .map(|j| {
-                    if j % 5 == 0 {
-                        Err(StoreError::Conflict(format!("{j}")))
-                    } else {
-                        Ok(j * 2)
-                    }
-                })
-                .collect();
-            (slot, answers)
-        });
+        let batcher = Batcher::start(
+            2,
+            8,
+            Default::default(),
+            |slot: (), jobs: Vec<u32>| async move {
+                let answers = jobs
+                    .into_iter()
+                    .map(|j| {
+                        if j % 5 == 0 {
+                            Err(StoreError::Conflict(format!("{j}")))
+                        } else {
+                            Ok(j * 2)
+                        }
+                    })
+                    .collect();
+                (slot, answers)
+            },
+        );
         let calls: Vec<_> = (0..100u32)
             .map(|j| {
                 let batcher = batcher.clone();
@@ -257,9 +293,10 @@ mod tests {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let batches = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tally = Arc::new(Tally::default());
         let batcher = {
             let (running, most, batches) = (running.clone(), most.clone(), batches.clone());
-            Batcher::start(4, 64, move |slot: (), jobs: Vec<u32>| {
+            Batcher::start(4, 64, tally.clone(), move |slot: (), jobs: Vec<u32>| {
                 let (running, most, batches) = (running.clone(), most.clone(), batches.clone());
                 async move {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -288,6 +325,14 @@ mod tests {
             batches.len() < 20,
             "jobs that wait are taken together: {batches:?}"
         );
+        assert_eq!(
+            tally.read(),
+            WriteBatches {
+                batches: batches.len() as u64,
+                writes: 200
+            },
+            "the tally counts what ran"
+        );
     }
 
     /// A batch that does not end (a row lock held elsewhere) holds up the next for STALL,
@@ -297,7 +342,7 @@ mod tests {
         let release = Arc::new(Notify::new());
         let batcher = {
             let release = release.clone();
-            Batcher::start(2, 8, move |slot: (), jobs: Vec<u32>| {
+            Batcher::start(2, 8, Default::default(), move |slot: (), jobs: Vec<u32>| {
                 let release = release.clone();
                 async move {
                     if jobs.contains(&0) {
@@ -327,10 +372,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_answer_is_an_error_not_a_hang() {
-        let batcher: Batcher<u32, u32> =
-            Batcher::start(1, 8, |slot: (), _jobs: Vec<u32>| async move {
-                (slot, Vec::new())
-            });
+        let batcher: Batcher<u32, u32> = Batcher::start(
+            1,
+            8,
+            Default::default(),
+            |slot: (), _jobs: Vec<u32>| async move { (slot, Vec::new()) },
+        );
         assert!(matches!(
             batcher.run(1).await,
             Err(StoreError::Unavailable(_))

@@ -26,6 +26,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -34,6 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use ots_domain::StoreError;
 
+use crate::batch::Tally;
 use crate::merged::{reveal_all, share_runs, Frame, Reveal, Share};
 use crate::{store_err, Conn, Dialect};
 use ots_domain::StoredSecret;
@@ -96,16 +98,20 @@ fn stopped() -> StoreError {
 }
 
 impl<D: Dialect> GroupCommit<D> {
-    /// Starts the writer task over `pool` (one connection), and the checkpointer if any.
-    /// Both end when every handle is dropped.
-    pub fn start(pool: Pool<D::Db>, checkpoints: Option<Checkpoints<D>>) -> Self {
+    /// Starts the writer task over `pool` (one connection), counting its batches in `tally`,
+    /// and the checkpointer if any. Both end when every handle is dropped.
+    pub(crate) fn start(
+        pool: Pool<D::Db>,
+        checkpoints: Option<Checkpoints<D>>,
+        tally: Arc<Tally>,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
         let committed = checkpoints.map(|checkpoints| {
             let (committed, due) = mpsc::channel(1);
             tokio::spawn(checkpointer::<D>(checkpoints, due));
             committed
         });
-        tokio::spawn(writer::<D>(pool, jobs, committed));
+        tokio::spawn(writer::<D>(pool, jobs, committed, tally));
         Self { queue }
     }
 
@@ -153,6 +159,7 @@ async fn writer<D: Dialect>(
     pool: Pool<D::Db>,
     mut jobs: mpsc::Receiver<Job<D>>,
     committed: Option<mpsc::Sender<()>>,
+    tally: Arc<Tally>,
 ) {
     // The connection kept from the last batch, and since when it has been out of the pool.
     let mut kept: Option<(PoolConnection<D::Db>, Instant)> = None;
@@ -171,6 +178,7 @@ async fn writer<D: Dialect>(
                 Err(_) => break,
             }
         }
+        tally.add(batch.len());
         let (mut conn, since) = match kept.take() {
             Some(kept) => kept,
             None => match pool.acquire().await {

@@ -7,12 +7,13 @@
 //! placeholders, which both Postgres and sqlx's SQLite driver accept.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::{Database, Pool};
 
-use ots_domain::StoreError;
+use ots_domain::{StoreError, WriteBatches};
 
 pub use commit::{Checkpoints, GroupCommit, Pinned};
 
@@ -230,6 +231,8 @@ pub struct SqlStore<D: Dialect> {
     reader: Option<Pool<D::Db>>,
     commit: Option<GroupCommit<D>>,
     merge: Option<merged::Merge>,
+    /// The batches of the group commit or the merged writes, whichever this store runs.
+    tally: Arc<batch::Tally>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -239,6 +242,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             reader: self.reader.clone(),
             commit: self.commit.clone(),
             merge: self.merge.clone(),
+            tally: self.tally.clone(),
         }
     }
 }
@@ -251,6 +255,7 @@ impl<D: Dialect> SqlStore<D> {
             reader,
             commit: None,
             merge: None,
+            tally: Default::default(),
         }
     }
 
@@ -271,7 +276,11 @@ impl<D: Dialect> SqlStore<D> {
     /// [`GroupCommit`]): for a `writer` pool of one connection. With `checkpoints`, the log
     /// is copied into the database on another connection, never by the writer.
     pub fn with_group_commit(mut self, checkpoints: Option<commit::Checkpoints<D>>) -> Self {
-        self.commit = Some(GroupCommit::start(self.writer.clone(), checkpoints));
+        self.commit = Some(GroupCommit::start(
+            self.writer.clone(),
+            checkpoints,
+            self.tally.clone(),
+        ));
         self
     }
 
@@ -339,6 +348,11 @@ impl<D: Dialect> SqlStore<D> {
 
     pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, D::Db>, StoreError> {
         self.writer.begin().await.map_err(store_err::<D>)
+    }
+
+    /// The batches run so far, when this store merges writes.
+    fn write_batches(&self) -> Option<WriteBatches> {
+        (self.commit.is_some() || self.merge.is_some()).then(|| self.tally.read())
     }
 
     fn pool_usage(&self) -> (u32, u32) {

@@ -101,7 +101,8 @@ impl Merge {
     /// `lanes` lanes over `store` (which must not merge itself), each running one statement
     /// at a time on a connection it keeps.
     pub(crate) fn start<D: Dialect>(store: SqlStore<D>, lanes: usize) -> Self {
-        let writes = Batcher::start(lanes, MAX_BATCH, move |mut held: Held<D>, jobs| {
+        let tally = store.tally.clone();
+        let writes = Batcher::start(lanes, MAX_BATCH, tally, move |mut held: Held<D>, jobs| {
             let store = store.clone();
             async move {
                 let answers = store.write_now(&mut held, &jobs).await;

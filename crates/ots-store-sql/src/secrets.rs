@@ -503,6 +503,10 @@ impl<D: Dialect> SecretRepository for SqlStore<D> {
         Some(SqlStore::pool_usage(self))
     }
 
+    fn write_batches(&self) -> Option<WriteBatches> {
+        SqlStore::write_batches(self)
+    }
+
     async fn close(&self) {
         SqlStore::close(self).await
     }

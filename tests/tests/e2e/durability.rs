@@ -133,6 +133,29 @@ async fn kill_mid_stream(server: Server, clients: usize) -> Server {
     for _ in 0..150 {
         rx.recv().await.expect("the stream is running");
     }
+    // /metrics counts the store's commits and the writes they carried: every share
+    // acknowledged so far among them.
+    let acknowledged = ledger.lock().unwrap().acknowledged as u64;
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics text");
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+    };
+    let (batches, writes) = (
+        counter("ots_store_write_batches_total"),
+        counter("ots_store_batched_writes_total"),
+    );
+    assert!(
+        writes >= acknowledged && (1..=writes).contains(&batches),
+        "{acknowledged} shares acknowledged, {writes} writes in {batches} batches"
+    );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let server = server.restart_after_kill().await;
     for worker in workers {

@@ -129,6 +129,12 @@ pub trait SecretRepository: Send + Sync {
         None
     }
 
+    /// The batches of writes run so far, for metrics; `None` for stores that write each
+    /// request alone.
+    fn write_batches(&self) -> Option<WriteBatches> {
+        None
+    }
+
     /// Closes the store's connections gracefully (at shutdown).
     async fn close(&self) {}
 }
@@ -155,6 +161,15 @@ pub trait Outbox: Send + Sync {
     ) -> Result<(), StoreError>;
     /// How many messages wait.
     async fn mail_backlog(&self) -> Result<u64, StoreError>;
+}
+
+/// How a store that merges concurrent writes has merged them since it started: the batches
+/// it ran (each one statement or one transaction, with one commit) and the writes they
+/// carried. Their ratio is the writes each commit served.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct WriteBatches {
+    pub batches: u64,
+    pub writes: u64,
 }
 
 /// The secret store as the server uses it: secrets, metadata and their outbox.
@@ -312,6 +327,9 @@ impl<T: SecretRepository + ?Sized> SecretRepository for Arc<T> {
     }
     fn pool_usage(&self) -> Option<(u32, u32)> {
         (**self).pool_usage()
+    }
+    fn write_batches(&self) -> Option<WriteBatches> {
+        (**self).write_batches()
     }
     async fn close(&self) {
         (**self).close().await

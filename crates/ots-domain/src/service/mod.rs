@@ -223,4 +223,7 @@ where
     fn pool_usage(&self) -> Option<(u32, u32)> {
         Service::pool_usage(self)
     }
+    fn write_batches(&self) -> Option<WriteBatches> {
+        Service::write_batches(self)
+    }
 }

@@ -46,6 +46,11 @@ where
         self.secrets.pool_usage()
     }
 
+    /// The store's batches of writes so far, when it merges writes.
+    pub fn write_batches(&self) -> Option<WriteBatches> {
+        self.secrets.write_batches()
+    }
+
     /// Whether the store answers.
     pub async fn is_available(&self) -> bool {
         match self.secrets.ping().await {
