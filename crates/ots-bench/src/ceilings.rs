@@ -87,14 +87,15 @@ WITH s AS (DELETE FROM min_secrets WHERE key = 's' || :client_id || '-' || :n RE
 "#;
 
 /// Pairs a second: pgbench runs `script` (one transaction = one pair), prepared, as ots's
-/// statements are; with the CPU each side and the machine spent per pair.
+/// statements are, for `seconds` rounded up to whole seconds; with the CPU each side and the
+/// machine spent per pair. The report has no latencies.
 pub fn pgbench(
     url: &str,
     script_sql: &str,
     clients: usize,
     seconds: f64,
     dir: &Path,
-) -> Result<(f64, CpuPerOp)> {
+) -> Result<(Report, CpuPerOp)> {
     let script = dir.join("pair.sql");
     std::fs::write(&script, script_sql)?;
     let mark = CpuMark::now(None);
@@ -128,7 +129,15 @@ pub fn pgbench(
     };
     let tps = field("tps", 2).with_context(said)?;
     let done = field("number of transactions actually processed", 5).with_context(said)?;
-    Ok((tps, mark.per_op(done as usize)))
+    let report = Report {
+        name: "pgbench".into(),
+        ops_per_sec: tps,
+        count: done as usize,
+        p50: Duration::ZERO,
+        p99: Duration::ZERO,
+        failed: 0,
+    };
+    Ok((report, mark.per_op(done as usize)))
 }
 
 /// Pairs a second that SQLite itself allows with ots's durability: one loop, no server, the

@@ -89,8 +89,11 @@ struct StoreRun {
     ceiling_cpu: Vec<(String, CpuPerOp)>,
     /// CPU per pair in the closed loop, and per request of `/api/v1/status` (memory).
     cpu: CpuPerOp,
-    status_cpu: Option<CpuPerOp>,
-    /// The memory store's rounds against `/api/v1/status`.
+    /// CPU per operation of the framing ceiling's runs: per `status` request (memory), per
+    /// pgbench pair (Postgres).
+    frame_cpu: Option<CpuPerOp>,
+    /// The rounds against the framing ceiling (memory: `/api/v1/status`; Postgres: pgbench on
+    /// the least SQL).
     rounds: Option<Rounds>,
     /// Writes per batch (one statement or one transaction each) at full speed and at half
     /// the peak, for a store that merges writes.
@@ -113,20 +116,66 @@ impl Rounds {
     }
 }
 
+/// The ceiling run that frames each round of pairs, on the same machine just before and
+/// just after it.
+enum Frame<'a> {
+    /// `/api/v1/status` on the same ots process (requests a second; a pair is two).
+    Status,
+    /// pgbench on the least SQL, on the same Postgres beside the same ots (pairs a second).
+    Pgbench {
+        url: &'a str,
+        dir: &'a std::path::Path,
+        clients: usize,
+    },
+}
+
+impl Frame<'_> {
+    /// One run of the ceiling, printed, with its CPU per operation.
+    async fn run(
+        &self,
+        label: &str,
+        (pid, addr): (u32, &str),
+        clients: usize,
+        seconds: f64,
+    ) -> Result<(Report, CpuPerOp)> {
+        Ok(match self {
+            Frame::Status => {
+                let get = Get::new("/api/v1/status");
+                let run = load::closed(label, addr, clients, seconds, get);
+                let run = CpuPerOp::measure(pid, run).await;
+                run.0.print("req");
+                run
+            }
+            Frame::Pgbench { url, dir, clients } => {
+                let sql = ceilings::PGBENCH_MIN_SQL;
+                let run = ceilings::pgbench(url, sql, *clients, seconds, dir)?;
+                println!("{label:<40} {:>9.0} pair/s", run.0.ops_per_sec);
+                run
+            }
+        })
+    }
+
+    /// A pairs run's rate in the frame's unit.
+    fn pairs_in_unit(&self, pairs_per_sec: f64) -> f64 {
+        match self {
+            Frame::Status => pairs_per_sec * 2.0,
+            Frame::Pgbench { .. } => pairs_per_sec,
+        }
+    }
+}
+
 async fn run_store(
     name: &'static str,
     url: &str,
     dir: &std::path::Path,
     clients: usize,
     seconds: f64,
-    status_rounds: usize,
-    round_seconds: f64,
+    frame: Option<(Frame<'_>, usize, f64)>,
 ) -> Result<StoreRun> {
-    // One pairs run of `seconds`, or the rounds' shorter runs framed by `status` runs.
-    let loop_seconds = if status_rounds > 0 {
-        round_seconds
-    } else {
-        seconds
+    // One pairs run of `seconds`, or the rounds' shorter runs, each framed by ceiling runs.
+    let (status_rounds, loop_seconds) = match &frame {
+        Some((_, rounds, round_seconds)) => (*rounds, *round_seconds),
+        None => (0, seconds),
     };
     let server = start_ots(url, &dir.join(name), 12).await?;
     let addr = server.addr.clone();
@@ -144,30 +193,26 @@ async fn run_store(
             }
         }
     });
-    let status_label = format!("ots {name}: /api/v1/status");
-    let status_run = || {
-        CpuPerOp::measure(
-            pid,
-            load::closed(
-                &status_label,
-                &addr,
-                clients,
-                loop_seconds,
-                Get::new("/api/v1/status"),
-            ),
-        )
+    let frame_label = match &frame {
+        Some((Frame::Status, ..)) => format!("ots {name}: /api/v1/status"),
+        _ => "pgbench, the least SQL".to_owned(),
     };
-    // status, pairs, status, pairs, …, status: a drift of the machine's speed over the
-    // rounds moves a pairs run and the two status runs around it alike.
+    let frame_run = || async {
+        match &frame {
+            Some((frame, ..)) => {
+                let run = frame.run(&frame_label, (pid, &addr), clients, loop_seconds);
+                run.await.map(Some)
+            }
+            None => Ok(None),
+        }
+    };
+    // ceiling, pairs, ceiling, pairs, …, ceiling: a drift of the machine's speed over the
+    // rounds moves a pairs run and the two ceiling runs around it alike.
     let mut statuses = Vec::new();
     let mut pair_runs = Vec::new();
     let tally_before = write_batches(&addr).await;
     for round in 0..status_rounds.max(1) {
-        if status_rounds > 0 {
-            let run = status_run().await;
-            run.0.print("req");
-            statuses.push(run);
-        }
+        statuses.extend(frame_run().await?);
         let label = match status_rounds {
             0 | 1 => format!("ots {name}: share+reveal pairs"),
             n => format!("ots {name}: share+reveal pairs, {}/{n}", round + 1),
@@ -181,18 +226,14 @@ async fn run_store(
         pair_runs.push(run);
     }
     let tally_full = write_batches(&addr).await;
-    if status_rounds > 0 {
-        let run = status_run().await;
-        run.0.print("req");
-        statuses.push(run);
-    }
-    let rounds = (status_rounds > 0).then(|| {
+    statuses.extend(frame_run().await?);
+    let rounds = frame.as_ref().map(|(frame, ..)| {
         let each: Vec<(f64, f64)> = pair_runs
             .iter()
             .enumerate()
             .map(|(i, (pairs, _))| {
                 let status = (statuses[i].0.ops_per_sec + statuses[i + 1].0.ops_per_sec) / 2.0;
-                (pairs.ops_per_sec * 2.0, status)
+                (frame.pairs_in_unit(pairs.ops_per_sec), status)
             })
             .collect();
         let mut order: Vec<usize> = (0..each.len()).collect();
@@ -204,7 +245,7 @@ async fn run_store(
     });
     let all_pairs: f64 = pair_runs.iter().map(|(p, _)| p.ops_per_sec).sum();
     let cpu = CpuPerOp::mean(&pair_runs);
-    let status_cpu = (!statuses.is_empty()).then(|| CpuPerOp::mean(&statuses));
+    let frame_cpu = (!statuses.is_empty()).then(|| CpuPerOp::mean(&statuses));
     let pairs = match &rounds {
         Some(r) => pair_runs.swap_remove(r.median).0,
         None => pair_runs.swap_remove(0).0,
@@ -274,7 +315,7 @@ async fn run_store(
         ceilings: Vec::new(),
         ceiling_cpu: Vec::new(),
         cpu,
-        status_cpu,
+        frame_cpu,
         rounds,
         batched,
     })
@@ -309,8 +350,7 @@ async fn main() -> Result<()> {
             &dir,
             clients,
             seconds,
-            rounds,
-            round_seconds,
+            Some((Frame::Status, rounds, round_seconds)),
         )
         .await?;
         let status = run.rounds.as_ref().map_or(0.0, |r| r.each[r.median].1);
@@ -362,7 +402,7 @@ async fn main() -> Result<()> {
             "raw SQLite loop, 1 transaction/write"
         );
         let sqlite_url = format!("sqlite://{}/bench.db", dir.join("sqlite").display());
-        let mut run = run_store("sqlite", &sqlite_url, &dir, clients, seconds, 0, 0.0).await?;
+        let mut run = run_store("sqlite", &sqlite_url, &dir, clients, seconds, None).await?;
         run.ceilings = vec![("raw SQLite loop".into(), raw)];
         runs.push(run);
         println!();
@@ -380,12 +420,21 @@ async fn main() -> Result<()> {
         let pg_clients = clients.min(16);
         let (ots_sql, ots_sql_cpu) =
             ceilings::pgbench(url, ceilings::PGBENCH_OTS_SQL, pg_clients, seconds, &dir)?;
+        let ots_sql = ots_sql.ops_per_sec;
         println!("{:<40} {ots_sql:>9.0} pair/s", "pgbench, ots's SQL");
         psql(url, ceilings::PGBENCH_MIN_SCHEMA)?;
-        let (min_sql, min_sql_cpu) =
-            ceilings::pgbench(url, ceilings::PGBENCH_MIN_SQL, pg_clients, seconds, &dir)?;
-        println!("{:<40} {min_sql:>9.0} pair/s", "pgbench, the least SQL");
-        let mut run = run_store("postgres", url, &dir, clients, seconds, 0, 0.0).await?;
+        // pgbench on the least SQL frames each round of ots's pairs, as `status` does in
+        // memory: the machine's speed drifts by more than the ratio's margins within a run.
+        let frame = Frame::Pgbench {
+            url,
+            dir: &dir,
+            clients: pg_clients,
+        };
+        let pg_round_seconds = round_seconds.ceil().max(1.0);
+        let frame = Some((frame, rounds, pg_round_seconds));
+        let mut run = run_store("postgres", url, &dir, clients, seconds, frame).await?;
+        let min_sql = run.rounds.as_ref().map_or(0.0, |r| r.each[r.median].1);
+        let min_sql_cpu = run.frame_cpu.take().unwrap_or_default();
         run.ceilings = vec![
             ("pgbench, the least SQL".into(), min_sql),
             ("pgbench, ots's SQL".into(), ots_sql),
@@ -425,7 +474,7 @@ async fn main() -> Result<()> {
                 .map(|i| format!("{:.1}%", rounds.ratio(i) * 100.0))
                 .collect();
             println!(
-                "  {:<9} each round's pairs against the mean of the status runs before and after: {}; the median is the one above",
+                "  {:<9} each round's pairs against the mean of the ceiling runs before and after: {}; the median is the one above",
                 run.name,
                 each.join(", ")
             );
@@ -461,7 +510,7 @@ async fn main() -> Result<()> {
             );
         }
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        match run.status_cpu {
+        match run.frame_cpu.filter(|_| run.name == "memory") {
             Some(status) => println!(
                 "  {:<9} CPU per request: ots {:.1} µs, load generator {:.1} µs; /api/v1/status: ots {:.1} µs, load generator {:.1} µs",
                 run.name,
