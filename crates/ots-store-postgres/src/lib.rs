@@ -43,7 +43,8 @@ pub struct PgSettings {
     /// How many merged statements may run at once. One runs at a time, and every share and
     /// reveal without a passphrase that comes meanwhile waits for the next; another starts
     /// beside it only once it has run for a while (a row lock held elsewhere, a slow flush:
-    /// see `ots_store_sql::SqlStore::with_merged_writes`). Never more than `max_connections`.
+    /// see `ots_store_sql::SqlStore::with_merged_writes`). Their connections are taken from
+    /// `max_connections`, which keeps at least one for the rest.
     pub merged_in_flight: usize,
 }
 
@@ -136,11 +137,38 @@ fn needs_ping(idle_for: Duration) -> bool {
 pub type PgStore = SqlStore<Postgres>;
 
 /// Connects a pool to `url` and, unless told not to, applies the migrations (sqlx takes an
-/// advisory lock, so several processes may start at once).
+/// advisory lock, so several processes may start at once). The merged writes' lanes keep
+/// `merged_in_flight` of the `max_connections` in a pool of their own, on their thread.
 pub async fn connect(url: &str, settings: &PgSettings) -> Result<PgStore, StoreError> {
     let options: PgConnectOptions = url.parse().map_err(store_err::<Postgres>)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+    let (pooled, in_flight) = split_connections(settings);
+    let pool = pool_options(settings, pooled)
+        .connect_with(options.clone())
+        .await
+        .map_err(store_err::<Postgres>)?;
+    let lanes = pool_options(settings, in_flight as u32);
+    let store = SqlStore::new(pool, None)
+        .with_merged_writes(in_flight, move || lanes.connect_lazy_with(options));
+    if settings.migrate {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+/// The connections of the shared pool and of the lanes' own: `max_connections` in all, the
+/// lanes at least one and the pool at least one (so two when `max_connections` is one).
+fn split_connections(settings: &PgSettings) -> (u32, usize) {
+    let max = settings.max_connections.max(1);
+    let in_flight = settings
+        .merged_in_flight
+        .clamp(1, (max as usize).saturating_sub(1).max(1));
+    (max.saturating_sub(in_flight as u32).max(1), in_flight)
+}
+
+/// A pool of at most `max` connections, as every pool of this store is set.
+fn pool_options(settings: &PgSettings, max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
         .acquire_timeout(settings.acquire_timeout)
         // Check a pooled connection before handing it out only when it may be stale (see
         // `needs_ping`), so that a server restart costs one failed request at most, not
@@ -154,15 +182,25 @@ pub async fn connect(url: &str, settings: &PgSettings) -> Result<PgStore, StoreE
                 Ok(true)
             })
         })
-        .connect_with(options)
-        .await
-        .map_err(store_err::<Postgres>)?;
-    let in_flight = settings
-        .merged_in_flight
-        .clamp(1, settings.max_connections as usize);
-    let store = SqlStore::new(pool, None).with_merged_writes(in_flight);
-    if settings.migrate {
-        store.migrate().await?;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lanes_and_the_pool_share_max_connections() {
+        let split = |max_connections, merged_in_flight| {
+            split_connections(&PgSettings {
+                max_connections,
+                merged_in_flight,
+                ..PgSettings::default()
+            })
+        };
+        assert_eq!(split(10, 4), (6, 4));
+        assert_eq!(split(3, 2), (1, 2));
+        assert_eq!(split(3, 8), (1, 2), "the pool keeps one");
+        assert_eq!(split(32, 0), (31, 1), "the lanes have one at least");
+        assert_eq!(split(1, 4), (1, 1), "one is too few: one each");
     }
-    Ok(store)
 }

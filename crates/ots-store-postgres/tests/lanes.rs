@@ -38,7 +38,10 @@ async fn a_lane_keeps_its_connection_while_used_and_gives_it_back_when_idle() {
     let store = ots_store_postgres::connect(&db.url, &settings)
         .await
         .expect("connect and migrate");
-    let pool = store.pool().clone();
+    let pool = store
+        .lanes_pool()
+        .expect("the lanes have a pool of their own")
+        .clone();
     assert_eq!(
         settles_at(&pool, 0, Duration::from_secs(2)).await,
         0,

@@ -14,6 +14,11 @@
 //! Each caller is answered with its own result; the handler decides how a failed merged
 //! statement falls back (each job again, alone). Each lane keeps a slot across its batches (a
 //! store keeps a connection there: see `held`).
+//!
+//! The lanes may run on a thread of their own ([`OwnThread`]): there a statement's answer is
+//! seen as soon as it comes and the next batch starts at once, while the server's workers are
+//! still busy answering the last batch's requests; on the workers, both waited their turn
+//! behind those requests.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -127,7 +132,25 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
     /// Starts `lanes` lanes (at most that many batches run at once, see [`STALL`]), each
     /// running batches of at most `max` jobs with a slot of its own, counted in `tally`. The
     /// lanes end when every handle is dropped.
+    #[cfg(test)]
     pub(crate) fn start<S, H, F>(lanes: usize, max: usize, tally: Arc<Tally>, handler: H) -> Self
+    where
+        S: Slot,
+        H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
+        F: Future<Output = (S, Vec<Result<A, StoreError>>)> + Send + 'static,
+    {
+        Self::start_on(None, lanes, max, tally, handler)
+    }
+
+    /// [`Batcher::start`], the lanes and their batches on `thread` when given (the thread
+    /// ends with the lanes), else on the runtime this is called from.
+    pub(crate) fn start_on<S, H, F>(
+        thread: Option<OwnThread>,
+        lanes: usize,
+        max: usize,
+        tally: Arc<Tally>,
+        handler: H,
+    ) -> Self
     where
         S: Slot,
         H: Fn(S, Vec<J>) -> F + Send + Sync + 'static,
@@ -145,7 +168,10 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
                 tally.clone(),
                 handler.clone(),
             );
-            tokio::spawn(lane);
+            match &thread {
+                Some(thread) => thread.spawn(lane),
+                None => drop(tokio::spawn(lane)),
+            }
         }
         Self { queue }
     }
@@ -155,6 +181,58 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
         let (reply, answer) = oneshot::channel();
         self.queue.send((job, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A thread with a runtime of its own (one thread, its own I/O and timers) for a store's
+/// lanes: it runs until every lane started on it has ended.
+pub(crate) struct OwnThread {
+    handle: tokio::runtime::Handle,
+    /// Each lane holds a clone; the thread ends once every clone is dropped.
+    alive: mpsc::Sender<()>,
+}
+
+impl OwnThread {
+    /// Starts the thread, named `name`; an error when the OS or tokio cannot.
+    pub(crate) fn start(name: &str) -> std::io::Result<Self> {
+        let (alive, mut ended) = mpsc::channel::<()>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        // `None` once every lane (every sender) is gone.
+                        rt.block_on(ended.recv());
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Err(err));
+                    }
+                }
+            })?;
+        let handle = rx
+            .recv()
+            .map_err(|_| std::io::Error::other("the lanes' thread ended at once"))??;
+        Ok(Self { handle, alive })
+    }
+
+    /// Runs `task` on the thread, which lives at least as long as it.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let alive = self.alive.clone();
+        drop(self.handle.spawn(async move {
+            task.await;
+            drop(alive);
+        }));
+    }
+
+    /// The thread's runtime, to create there what its lanes use (a pool whose connections'
+    /// sockets its I/O driver then watches).
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
     }
 }
 
@@ -368,6 +446,53 @@ mod tests {
         assert!(!stuck.is_finished());
         release.notify_one();
         assert_eq!(stuck.await.unwrap().unwrap(), 0);
+    }
+
+    /// On a thread of their own, the lanes and their batches run there, and the thread ends
+    /// with them once every handle is dropped.
+    #[tokio::test]
+    async fn lanes_on_their_own_thread_run_there_and_end_with_the_handles() {
+        let held = Arc::new(());
+        let thread = OwnThread::start("ots-test-lanes").expect("a thread");
+        let batcher = {
+            let held = held.clone();
+            Batcher::start_on(
+                Some(thread),
+                2,
+                8,
+                Default::default(),
+                move |slot: (), jobs: Vec<u32>| {
+                    let _held = held.clone();
+                    async move {
+                        let name = std::thread::current().name().map(str::to_owned);
+                        (slot, jobs.iter().map(|_| Ok(name.clone())).collect())
+                    }
+                },
+            )
+        };
+        let calls: Vec<_> = (0..20u32)
+            .map(|j| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.run(j).await })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(
+                call.await.unwrap().unwrap().as_deref(),
+                Some("ots-test-lanes")
+            );
+        }
+        assert!(Arc::strong_count(&held) > 1, "the lanes hold the handler");
+        drop(batcher);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&held) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            Arc::strong_count(&held),
+            1,
+            "the lanes ended and let go of their handler"
+        );
     }
 
     #[tokio::test]

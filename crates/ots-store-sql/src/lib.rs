@@ -231,6 +231,8 @@ pub struct SqlStore<D: Dialect> {
     reader: Option<Pool<D::Db>>,
     commit: Option<GroupCommit<D>>,
     merge: Option<merged::Merge>,
+    /// The pool of the merged writes' lanes, on their own thread.
+    lanes: Option<Pool<D::Db>>,
     /// The batches of the group commit or the merged writes, whichever this store runs.
     tally: Arc<batch::Tally>,
 }
@@ -242,6 +244,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             reader: self.reader.clone(),
             commit: self.commit.clone(),
             merge: self.merge.clone(),
+            lanes: self.lanes.clone(),
             tally: self.tally.clone(),
         }
     }
@@ -255,6 +258,7 @@ impl<D: Dialect> SqlStore<D> {
             reader,
             commit: None,
             merge: None,
+            lanes: None,
             tally: Default::default(),
         }
     }
@@ -265,11 +269,22 @@ impl<D: Dialect> SqlStore<D> {
     /// statement only once it has run for `STALL` (25 ms), so that one held up by a row lock
     /// does not hold up every write. A group commit merges its batches' shares and reveals
     /// itself.
-    pub fn with_merged_writes(mut self, lanes: usize) -> Self {
+    ///
+    /// The lanes run on a thread of their own, over a pool of their own that `pool` makes
+    /// there (`lanes` connections at most): a statement's answer is seen, and the next one
+    /// sent, without waiting for the server's workers.
+    pub fn with_merged_writes(mut self, lanes: usize, pool: impl FnOnce() -> Pool<D::Db>) -> Self {
         let mut inner = self.clone();
         inner.merge = None;
-        self.merge = Some(merged::Merge::start(inner, lanes));
+        let (merge, own) = merged::Merge::start(inner, lanes, pool);
+        self.merge = Some(merge);
+        self.lanes = own;
         self
+    }
+
+    /// The pool of the merged writes' lanes, when they have one of their own.
+    pub fn lanes_pool(&self) -> Option<&Pool<D::Db>> {
+        self.lanes.as_ref()
     }
 
     /// Commits the writes of share, reveal, burn and passphrase tries in groups (see
@@ -356,7 +371,9 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     fn pool_usage(&self) -> (u32, u32) {
-        let pools = std::iter::once(&self.writer).chain(self.reader.as_ref());
+        let pools = std::iter::once(&self.writer)
+            .chain(self.reader.as_ref())
+            .chain(self.lanes.as_ref());
         pools.fold((0, 0), |(size, idle), p| {
             (size + p.size(), idle + p.num_idle() as u32)
         })
@@ -368,6 +385,9 @@ impl<D: Dialect> SqlStore<D> {
             reader.close().await;
         }
         self.writer.close().await;
+        if let Some(lanes) = &self.lanes {
+            lanes.close().await;
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use ots_domain::*;
 
-use crate::batch::{chunk_lengths, Batcher};
+use crate::batch::{chunk_lengths, Batcher, OwnThread};
 use crate::held::Held;
 use crate::outbox::MailRow;
 use crate::rows::{self, METADATA_COLUMNS, OUTBOX_COLUMNS, SECRET_COLUMNS};
@@ -99,17 +99,41 @@ impl Clone for Merge {
 
 impl Merge {
     /// `lanes` lanes over `store` (which must not merge itself), each running one statement
-    /// at a time on a connection it keeps.
-    pub(crate) fn start<D: Dialect>(store: SqlStore<D>, lanes: usize) -> Self {
+    /// at a time on a connection it keeps. The lanes run on a thread of their own with a pool
+    /// of their own, which `pool` makes there (see [`OwnThread`]); returns that pool too. If
+    /// the thread cannot start, they run on the caller's runtime over `store`'s pool.
+    pub(crate) fn start<D: Dialect>(
+        mut store: SqlStore<D>,
+        lanes: usize,
+        pool: impl FnOnce() -> sqlx::Pool<D::Db>,
+    ) -> (Self, Option<sqlx::Pool<D::Db>>) {
         let tally = store.tally.clone();
-        let writes = Batcher::start(lanes, MAX_BATCH, tally, move |mut held: Held<D>, jobs| {
-            let store = store.clone();
-            async move {
-                let answers = store.write_now(&mut held, &jobs).await;
-                (held, answers)
+        let thread = match OwnThread::start("ots-store-lanes") {
+            Ok(thread) => {
+                let _there = thread.handle().enter();
+                store.writer = pool();
+                Some(thread)
             }
-        });
-        Self { writes }
+            Err(err) => {
+                tracing::warn!(error = %err, "the store's lanes run on the server's workers");
+                None
+            }
+        };
+        let own_pool = thread.is_some().then(|| store.writer.clone());
+        let writes = Batcher::start_on(
+            thread,
+            lanes,
+            MAX_BATCH,
+            tally,
+            move |mut held: Held<D>, jobs| {
+                let store = store.clone();
+                async move {
+                    let answers = store.write_now(&mut held, &jobs).await;
+                    (held, answers)
+                }
+            },
+        );
+        (Self { writes }, own_pool)
     }
 
     pub(crate) async fn share(&self, share: Share) -> Result<(), StoreError> {
