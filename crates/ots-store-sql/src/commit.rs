@@ -15,6 +15,10 @@
 //! `HOLD_AT_MOST` at a time), so writes that do not go through it (the sweep, the outbox,
 //! accounts) are still serialized with the batches and never wait long for them.
 //!
+//! The writer runs on a thread of its own (`OwnThread`): on the server's workers, the news
+//! that a batch was committed, and with it the start of the next batch, waited behind the
+//! requests the last batch had just answered.
+//!
 //! With `Checkpoints`, a connection of its own copies the write-ahead log into the database
 //! file after batches, while the writer goes on. SQLite's automatic checkpoint runs in the
 //! committing connection: every ~1000 pages, one batch waited for the copy and the database
@@ -35,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use ots_domain::StoreError;
 
-use crate::batch::Tally;
+use crate::batch::{OwnThread, Tally};
 use crate::merged::{reveal_all, share_runs, Frame, Reveal, Share};
 use crate::{store_err, Conn, Dialect};
 use ots_domain::StoredSecret;
@@ -111,7 +115,16 @@ impl<D: Dialect> GroupCommit<D> {
             tokio::spawn(checkpointer::<D>(checkpoints, due));
             committed
         });
-        tokio::spawn(writer::<D>(pool, jobs, committed, tally));
+        // On a thread of its own (see `OwnThread`), the writer sees a batch committed, and
+        // takes the next, while the server's workers answer the last one's requests.
+        let writer = writer::<D>(pool, jobs, committed, tally);
+        match OwnThread::start("ots-store-writer") {
+            Ok(thread) => thread.spawn(writer),
+            Err(err) => {
+                tracing::warn!(error = %err, "the store's writer runs on the server's workers");
+                drop(tokio::spawn(writer));
+            }
+        }
         Self { queue }
     }
 
