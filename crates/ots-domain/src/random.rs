@@ -93,8 +93,6 @@ pub fn random_string<R: Rng + ?Sized, const N: usize>(
     len: usize,
     alphabet: &[u8; N],
 ) -> Result<String, String> {
-    const { assert!(N > 0 && N <= 256, "an alphabet has 1 to 256 letters") };
-    let limit = 256 - 256 % N;
     let mut out = vec![0u8; len];
     let mut filled = 0;
     let mut buf = [0u8; 64];
@@ -102,17 +100,28 @@ pub fn random_string<R: Rng + ?Sized, const N: usize>(
         // What is left, and a few more for the draws rejected (under 2% for 36 letters).
         let want = (len - filled + 4).min(buf.len());
         rng.fill(&mut buf[..want])?;
-        for &b in &buf[..want] {
-            if (b as usize) < limit {
-                out[filled] = alphabet[b as usize % N];
-                filled += 1;
-                if filled == len {
-                    break;
-                }
-            }
-        }
+        filled += letters(&buf[..want], alphabet, &mut out[filled..]);
     }
     String::from_utf8(out).map_err(|_| "the alphabet is not ASCII".into())
+}
+
+/// Writes letters of `alphabet` into `out` from uniform `bytes`, one a byte, rejecting the
+/// bytes at or above the largest multiple of the alphabet's size so that every letter is
+/// equally likely; returns how many it wrote (at most `out.len()`).
+pub(crate) fn letters<const N: usize>(bytes: &[u8], alphabet: &[u8; N], out: &mut [u8]) -> usize {
+    const { assert!(N > 0 && N <= 256, "an alphabet has 1 to 256 letters") };
+    let limit = 256 - 256 % N;
+    let mut filled = 0;
+    for &b in bytes {
+        if filled == out.len() {
+            break;
+        }
+        if (b as usize) < limit {
+            out[filled] = alphabet[b as usize % N];
+            filled += 1;
+        }
+    }
+    filled
 }
 
 #[cfg(test)]

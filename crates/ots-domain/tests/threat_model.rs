@@ -101,7 +101,10 @@ fn recoverable_links(store: &MemoryStore, keyring: &Keyring) -> BTreeSet<SecretK
         let (Some(metadata_key), Some(sealed)) = (metadata_key, &m.sealed_secret_key) else {
             continue;
         };
-        if let Some(key) =
+        if sealed == crypto::DERIVED_FROM_METADATA_KEY {
+            let metadata_key = MetadataKey::parse(&metadata_key).expect("a metadata key");
+            links.extend(SecretKey::derived_from(&metadata_key));
+        } else if let Some(key) =
             crypto::open_under_key(&metadata_key, purpose::CREATOR_SECRET_KEY, sealed)
                 .and_then(utf8)
         {

@@ -179,6 +179,13 @@ pub async fn create_then_find<S: SecretRepository>(store: Arc<S>) {
         .unwrap()
         .unwrap();
     assert_eq!(found, metadata, "the metadata comes back field for field");
+    // A secret key that derives from the metadata key is kept as nothing: an empty value,
+    // which must come back empty, not absent (absent means received or burned).
+    let (secret, mut metadata) = record(&CustId::anonymous(), T0, 3600, false);
+    metadata.sealed_secret_key = Some(Vec::new());
+    store.create(&secret, &metadata, None).await.unwrap();
+    let found = store.find_metadata(&metadata.id, T0 + 1).await.unwrap();
+    assert_eq!(found.and_then(|m| m.sealed_secret_key), Some(Vec::new()));
     // Keys that were never stored are simply absent.
     assert!(store
         .find_secret(&SecretId::of(&key(SecretKey::parse)), T0)

@@ -28,8 +28,11 @@ pub use legacy::{hash_passphrase, open_legacy_value, seal_legacy_value, verify_p
 
 /// What each sealed field is for: a seal opens only for its own purpose.
 pub mod purpose {
-    /// The secret key, under the metadata key (the creator's view).
+    /// The secret key, under the metadata key (the creator's view; shares before secret keys
+    /// derived from metadata keys, and what the upgrade of an older store seals).
     pub const CREATOR_SECRET_KEY: &str = "creator/secret-key";
+    /// The secret key, derived from the metadata key (the creator's view of later shares).
+    pub const DERIVED_SECRET_KEY: &str = "creator/derived-secret-key";
     /// A customer's metadata key, under the master secret (`recent`).
     pub const RECENT_KEY: &str = "recent/metadata-key";
     /// A recipient's address, under the master secret (the outbox).
@@ -133,6 +136,42 @@ pub fn seal_under_key(
 pub fn open_under_key(held: &str, purpose: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     let key = aead_key_salted(&HELD_SALT, held.as_bytes(), &[purpose.as_bytes()]);
     open_random(&key, purpose.as_bytes(), sealed)
+}
+
+/// What a metadata record holds for its secret key when that key derives from the metadata
+/// key ([`crate::model::SecretKey::derived_from`]): nothing. A seal is never empty (it holds at
+/// least a nonce and a tag), so the two cannot be mistaken for each other.
+pub const DERIVED_FROM_METADATA_KEY: &[u8] = &[];
+
+/// HKDF-SHA256 output long enough for [`derive_under_key`]: 64 bytes give the 31 letters of a
+/// key unless 34 of them are rejected, which at 4/256 a byte does not happen (under 10^-20).
+struct Derived;
+
+impl hkdf::KeyType for Derived {
+    fn len(&self) -> usize {
+        64
+    }
+}
+
+/// `len` letters of `alphabet` derived from `held` (a key a user holds) alone, for `purpose`:
+/// HKDF-SHA256 with the held salt, its output mapped to letters as random ones are. The same
+/// key always gives the same letters, and nothing of `held` can be worked back from them. `None`
+/// in the case (under 10^-20) that the output has too few bytes to map.
+pub fn derive_under_key<const N: usize>(
+    held: &str,
+    purpose: &str,
+    len: usize,
+    alphabet: &[u8; N],
+) -> Option<String> {
+    let mut okm = Zeroizing::new([0u8; 64]);
+    HELD_SALT
+        .extract(held.as_bytes())
+        .expand(&[purpose.as_bytes()], Derived)
+        .and_then(|okm_| okm_.fill(&mut okm[..]))
+        .expect("64 bytes is a valid HKDF-SHA256 output length");
+    let mut out = vec![0u8; len];
+    (crate::random::letters(&okm[..], alphabet, &mut out) == len)
+        .then(|| String::from_utf8(out).expect("an ASCII alphabet"))
 }
 
 /// bcrypt reads at most 72 bytes; a SHA-256 pre-hash (hex, 64 bytes) makes every byte of a

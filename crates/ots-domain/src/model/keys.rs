@@ -59,6 +59,22 @@ key_type!(
     MetadataKey
 );
 
+impl SecretKey {
+    /// The secret key `metadata_key` derives (see [`crate::crypto::derive_under_key`]): the
+    /// creator gets it back from the metadata key alone, so the store keeps nothing of it,
+    /// and nothing of the metadata key can be worked back from it. `None` (under 10^-20) for
+    /// a metadata key that derives none; the share then draws another metadata key.
+    pub fn derived_from(metadata_key: &MetadataKey) -> Option<Self> {
+        crate::crypto::derive_under_key(
+            metadata_key.as_str(),
+            crate::crypto::purpose::DERIVED_SECRET_KEY,
+            KEY_LEN,
+            KEY_ALPHABET,
+        )
+        .map(Self)
+    }
+}
+
 /// What a row is found by: SHA-256 over a tag and the key. A key carries 160 random bits,
 /// so a stored id gives nothing to work back from, and nothing to present to the API.
 macro_rules! id_type {
@@ -203,6 +219,41 @@ mod tests {
         assert!(SecretKey::parse("153L8vbwqx5taskp92pf05uvgjefvu9").is_none());
         assert!(SecretKey::parse("153l8vbwqx5taskp92pf05uvgjefv/9").is_none());
         assert!(MetadataKey::parse("").is_none());
+    }
+
+    #[test]
+    fn a_metadata_key_derives_one_secret_key_that_is_no_digest_of_it() {
+        let rng = crate::random::SystemRng::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let key = MetadataKey::generate(&rng).unwrap();
+            let derived = SecretKey::derived_from(&key).expect("64 bytes give 31 letters");
+            assert_eq!(SecretKey::parse(derived.as_str()), Some(derived.clone()));
+            assert_eq!(SecretKey::derived_from(&key), Some(derived.clone()));
+            assert_ne!(derived.as_str(), key.as_str());
+            assert!(
+                seen.insert(derived.clone()),
+                "two metadata keys derived one key"
+            );
+            // Neither id (what the store keeps) gives the derived key in any form.
+            for id in [
+                MetadataId::of(&key).to_hex(),
+                SecretId::of(&derived).to_hex(),
+            ] {
+                assert!(!id.contains(&derived.as_str()[..8]));
+            }
+        }
+        // The letters are spread over the whole alphabet, as random keys' are.
+        let letters: std::collections::HashSet<u8> =
+            seen.iter().flat_map(|k| k.as_str().bytes()).collect();
+        assert_eq!(letters.len(), KEY_ALPHABET.len());
+        // A fixed vector (HKDF-SHA256 per RFC 5869, checked with Python's hmac): a change to
+        // the derivation would strand every unread secret's link in its creator's view.
+        let key = MetadataKey::parse("qjpjroeit8wra0ojeyhcw5pjsgwtuq7").unwrap();
+        assert_eq!(
+            SecretKey::derived_from(&key).unwrap().as_str(),
+            "dexp4cxcxawflmvopkbho82tzgc1a80"
+        );
     }
 
     #[test]

@@ -61,8 +61,10 @@ impl MetadataState {
 pub struct Metadata {
     pub id: MetadataId,
     pub custid: CustId,
-    /// The secret key, sealed under the metadata key (which only the creator holds), while
-    /// the secret may be revealed; `None` once received or burned.
+    /// While the secret may be revealed, how its key comes back to the creator: empty
+    /// ([`crate::crypto::DERIVED_FROM_METADATA_KEY`]) when it derives from the metadata key
+    /// (which only the creator holds), else sealed under the metadata key (earlier shares and
+    /// upgraded stores); `None` once received or burned.
     pub sealed_secret_key: Option<Vec<u8>>,
     /// The metadata key sealed under the master secret, for a customer's `recent`; `None`
     /// for anonymous secrets, which have no `recent`.

@@ -21,8 +21,8 @@ where
     K: Clock,
     R: Rng,
 {
-    /// The creator's view of a secret. Its secret key, sealed under the metadata key, opens
-    /// here and only here.
+    /// The creator's view of a secret. Its secret key, derived from (or sealed under) the
+    /// metadata key, comes back here and only here.
     pub async fn metadata(&self, key: &MetadataKey) -> Result<MetadataView, OtsError> {
         let now = self.clock.now();
         let metadata = self
@@ -83,7 +83,13 @@ where
     }
 }
 
+/// The secret key the metadata record keeps for its creator: derived from the metadata key, or
+/// (shares before that, and upgraded stores) sealed under it.
 fn open_secret_key(key: &MetadataKey, sealed: &[u8]) -> Result<SecretKey, OtsError> {
+    if sealed == crypto::DERIVED_FROM_METADATA_KEY {
+        return SecretKey::derived_from(key)
+            .ok_or_else(|| OtsError::Internal("a metadata key derives no secret key".into()));
+    }
     crypto::open_under_key(key.as_str(), CREATOR_SECRET_KEY, sealed)
         .and_then(|raw| SecretKey::parse(std::str::from_utf8(&raw).ok()?))
         .ok_or_else(|| OtsError::Internal("a sealed secret key does not open".into()))

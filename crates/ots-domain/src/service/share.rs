@@ -9,7 +9,7 @@ use crate::ports::*;
 use crate::random::{random_string, Rng};
 use crate::usecases::{Caller, ShareInput, Shared};
 
-use crate::crypto::purpose::{CREATOR_SECRET_KEY, MAIL_LINK, MAIL_TO, RECENT_KEY};
+use crate::crypto::purpose::{MAIL_LINK, MAIL_TO, RECENT_KEY};
 
 use super::{value_aad, Service};
 
@@ -70,8 +70,14 @@ where
         let internal = OtsError::Internal;
         let now = self.clock.now();
         let ttl = self.policy.grant_ttl(input.ttl, &caller.plan);
-        let secret_key = SecretKey::generate(&self.rng).map_err(internal)?;
-        let metadata_key = MetadataKey::generate(&self.rng).map_err(internal)?;
+        // The secret key derives from the metadata key: the creator gets it back from the
+        // metadata key alone, and the store keeps nothing of it.
+        let (metadata_key, secret_key) = loop {
+            let metadata_key = MetadataKey::generate(&self.rng).map_err(internal)?;
+            if let Some(secret_key) = SecretKey::derived_from(&metadata_key) {
+                break (metadata_key, secret_key);
+            }
+        };
         let (id, metadata_id) = (SecretId::of(&secret_key), MetadataId::of(&metadata_key));
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 12];
@@ -111,13 +117,6 @@ where
             expires_at: now + ttl,
         };
         let rng: &dyn Rng = &self.rng;
-        let sealed_secret_key = crypto::seal_under_key(
-            metadata_key.as_str(),
-            CREATOR_SECRET_KEY,
-            secret_key.as_str().as_bytes(),
-            rng,
-        )
-        .map_err(internal)?;
         // Only customers have `recent`, which needs the metadata key back.
         let sealed_key = match caller.custid.is_anonymous() {
             true => None,
@@ -130,7 +129,7 @@ where
         let metadata = Metadata {
             id: metadata_id,
             custid: caller.custid.clone(),
-            sealed_secret_key: Some(sealed_secret_key),
+            sealed_secret_key: Some(crypto::DERIVED_FROM_METADATA_KEY.to_vec()),
             sealed_key,
             ttl,
             state: MetadataState::New,

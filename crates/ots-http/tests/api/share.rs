@@ -34,6 +34,10 @@ async fn share_answers_the_metadata_object_with_exact_fields_and_types() {
     assert_eq!(body["custid"], "anon");
     assert!(is_key(&body["metadata_key"]) && is_key(&body["secret_key"]));
     assert_ne!(body["metadata_key"], body["secret_key"]);
+    // The creator's later view gives back the same link (it derives from the metadata key).
+    let metadata_key = body["metadata_key"].as_str().unwrap();
+    let (_, _, md) = send(h.cli.get(format!("/api/v1/private/{metadata_key}"))).await;
+    assert_eq!(md["secret_key"], body["secret_key"]);
     assert_eq!(body["ttl"], 3600);
     assert_eq!(body["secret_ttl"], 3600);
     assert_eq!(body["metadata_ttl"], 7200, "metadata lives twice the ttl");
