@@ -7,8 +7,8 @@
 #   crates/ots-bench/callgrind.sh [BINARY] [PAIRS]
 #
 # BINARY defaults to target/release/ots, PAIRS to 1000. One keep-alive connection; 50 pairs
-# warm up before the counters are zeroed. The profile of the pairs is kept as
-# callgrind.pairs.out in the working directory (callgrind_annotate reads it).
+# warm up before the counters are zeroed. The profiles are kept as
+# callgrind.pairs.out and callgrind.status.out in the working directory (callgrind_annotate reads it).
 set -euo pipefail
 
 bin=${1:-target/release/ots}
@@ -67,7 +67,7 @@ count() {
   kill "$vpid"; wait "$vpid" 2>/dev/null || true; vpid=
   local out total
   out=$(ls "$work"/out.*.1)
-  [ "$kind" = pairs ] && cp "$out" callgrind.pairs.out
+  cp "$out" "callgrind.$kind.out"
   total=$(callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
   echo "$total"
 }

@@ -259,9 +259,95 @@ impl WakeProbe {
     }
 }
 
+/// A 4 KiB write and `fdatasync` every 10 ms on the disk a SQL store flushes to, while a run
+/// goes on beside it: light enough not to load the disk, often enough to catch a stall of it.
+/// Every durable commit waits for such a flush, so a slow one here at the moment pairs stall
+/// says the disk held them up, whatever ots does.
+pub struct FlushProbe {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<std::io::Result<Vec<(Duration, Duration)>>>,
+}
+
+/// What a [`FlushProbe`] saw: each flush's duration in percentiles, and when (since the probe
+/// started) each flush over 10 ms began.
+pub struct Flushes {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub slow: Vec<(Duration, Duration)>,
+}
+
+impl FlushProbe {
+    pub fn start(dir: &std::path::Path) -> std::io::Result<Self> {
+        let path = dir.join("flush-probe.bin");
+        let file = std::fs::File::create(&path)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                use std::os::unix::fs::FileExt;
+                let block = [0x5a_u8; 4096];
+                let every = Duration::from_millis(10);
+                let started = Instant::now();
+                let mut flushes = Vec::new();
+                let mut next = started;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    file.write_all_at(&block, 0)?;
+                    file.sync_data()?;
+                    flushes.push((t - started, t.elapsed()));
+                    next += every;
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                drop(file);
+                std::fs::remove_file(&path)?;
+                Ok(flushes)
+            }
+        });
+        Ok(Self { stop, thread })
+    }
+
+    pub fn stop(self) -> std::io::Result<Flushes> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let flushes = self
+            .thread
+            .join()
+            .map_err(|_| std::io::Error::other("the flush probe panicked"))??;
+        let slow = flushes
+            .iter()
+            .copied()
+            .filter(|(_, took)| *took > Duration::from_millis(10))
+            .collect();
+        let mut took = Samples(flushes.into_iter().map(|(_, took)| took).collect());
+        Ok(Flushes {
+            p50: took.pct(0.50),
+            p99: took.pct(0.99),
+            max: took.pct(1.0),
+            slow,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flush_probe_reports_its_flushes_and_leaves_no_file() {
+        let dir = std::env::temp_dir().join(format!("ots-flush-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let probe = FlushProbe::start(&dir).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let flushes = probe.stop().unwrap();
+        assert!(flushes.p50 > Duration::ZERO, "it flushed");
+        assert!(flushes.p50 <= flushes.p99 && flushes.p99 <= flushes.max);
+        assert!(flushes
+            .slow
+            .iter()
+            .all(|(_, took)| *took > Duration::from_millis(10)));
+        assert!(!dir.join("flush-probe.bin").exists());
+        std::fs::remove_dir(&dir).unwrap();
+    }
 
     #[test]
     fn a_probe_reports_its_wakes() {

@@ -63,14 +63,14 @@ fn psql(url: &str, sql: &str) -> Result<()> {
 
 /// Bytes the in-memory store holds for one revealed pair's metadata (data, not overhead): its
 /// slot in the store's chunks (insertion number, its secret's id and record), its entry in the index of slot
-/// numbers at hashbrown's 7/8 load, and the heap blocks of its custid ("anon") and of the
-/// creator's sealed secret key (59 bytes), as the ots binary's allocator, mimalloc, sizes
-/// them (8 and 64 bytes).
+/// numbers at hashbrown's 7/8 load, and the heap block of its custid ("anon"), as the ots
+/// binary's allocator, mimalloc, sizes it (8 bytes). Its secret key derives from the metadata
+/// key, so the record holds nothing of it (an empty `Vec` allocates nothing).
 fn memory_bytes_per_metadata() -> u64 {
     let slot =
         std::mem::size_of::<Option<(u64, Option<ots_domain::SecretId>, ots_domain::Metadata)>>();
     let entry = std::mem::size_of::<(ots_domain::MetadataId, u32)>();
-    (slot + entry * 8 / 7 + 8 + 64) as u64
+    (slot + entry * 8 / 7 + 8) as u64
 }
 
 /// What one store did, for the summary.
@@ -80,6 +80,8 @@ struct StoreRun {
     half: Report,
     /// How late a sleeping thread woke during the half-peak run.
     wakes: load::Wakes,
+    /// The disk's flushes during the half-peak run (a store on disk).
+    flushes: Option<load::Flushes>,
     idle_kib: u64,
     peak_kib: u64,
     /// Metadata records the process holds as data at the peak (in-memory store only).
@@ -251,6 +253,11 @@ async fn run_store(
         None => pair_runs.swap_remove(0).0,
     };
     let probe = load::WakeProbe::start();
+    // A store on disk: its disk's flushes beside the run, to line up with the pairs' stalls.
+    let flush_probe = match name {
+        "memory" => None,
+        _ => Some(load::FlushProbe::start(dir)?),
+    };
     let half = load::fixed_rate(
         &format!("ots {name}: pairs at half that, fixed"),
         &addr,
@@ -261,7 +268,17 @@ async fn run_store(
     )
     .await;
     let wakes = probe.stop();
+    let flushes = flush_probe.map(load::FlushProbe::stop).transpose()?;
     half.print("pair");
+    if let (Some(flushes), Some(_)) = (&flushes, std::env::var_os("BENCH_TIMELINE")) {
+        for (at, took) in &flushes.slow {
+            eprintln!(
+                "  the disk: a 4 KiB flush begun at {:>5} ms took {:.1} ms",
+                at.as_millis(),
+                took.as_secs_f64() * 1e3
+            );
+        }
+    }
     let tally_half = write_batches(&addr).await;
     let batched = [
         writes_per_batch(tally_before, tally_full),
@@ -309,6 +326,7 @@ async fn run_store(
         pairs,
         half,
         wakes,
+        flushes,
         idle_kib,
         peak_kib,
         data_kib,
@@ -494,6 +512,16 @@ async fn main() -> Result<()> {
             run.wakes.max.as_secs_f64() * 1e3,
             run.wakes.over_4ms * 100.0
         );
+        if let Some(flushes) = &run.flushes {
+            println!(
+                "  {:<9} and a 4 KiB flush every 10 ms took p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} over 10 ms",
+                run.name,
+                flushes.p50.as_secs_f64() * 1e3,
+                flushes.p99.as_secs_f64() * 1e3,
+                flushes.max.as_secs_f64() * 1e3,
+                flushes.slow.len()
+            );
+        }
         if let [Some(full), half] = run.batched {
             println!(
                 "  {:<9} writes per commit: {full:.1} at full speed, {} at half the peak",
