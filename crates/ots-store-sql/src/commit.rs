@@ -7,9 +7,10 @@
 //!
 //! Shares and reveals without a passphrase are not run one by one: the writer takes all of a
 //! batch's shares into one insert per table, and all its reveals into one `DELETE` and one
-//! `UPDATE` (see `merged`), so a batch costs a few statements however many requests it
-//! serves. Each statement on sqlx's SQLite connection is a round trip to its worker thread,
-//! and on a busy machine those, not the fsync, are what a write costs.
+//! `UPDATE`, and sends them with the batch's `BEGIN` and `COMMIT` as one query (see
+//! `merged::whole_batch`), so a batch costs one round trip however many requests it serves.
+//! Each query on sqlx's SQLite connection is a round trip to its worker thread, and on a busy
+//! machine those hand-offs between threads, not the fsync, are what a write costs.
 //!
 //! The task borrows the pool's single connection while writes are queued (at most
 //! `HOLD_AT_MOST` at a time), so writes that do not go through it (the sweep, the outbox,
@@ -40,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use ots_domain::StoreError;
 
 use crate::batch::{OwnThread, Tally};
-use crate::merged::{reveal_all, share_runs, Frame, Reveal, Share};
+use crate::merged::{reveal_all, share_runs, whole_batch, Frame, Reveal, Share};
 use crate::{store_err, Conn, Dialect};
 use ots_domain::StoredSecret;
 
@@ -277,7 +278,8 @@ async fn try_together<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Resul
 }
 
 /// The batch's transaction: first every share, then every reveal, then the other jobs one by
-/// one (the jobs of one batch are concurrent, so any order is theirs). The `BEGIN` rides on
+/// one (the jobs of one batch are concurrent, so any order is theirs). A batch of shares and
+/// reveals alone is one query, its `BEGIN` and `COMMIT` in it; otherwise the `BEGIN` rides on
 /// the first merged statement and the `COMMIT` on the last when no other job follows.
 async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Vec<Answer>, ()> {
     let (mut shares, mut reveals, mut others) = (Vec::new(), Vec::new(), false);
@@ -286,6 +288,22 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
             Work::Share(share) => shares.push(share.clone()),
             Work::Reveal(reveal) => reveals.push(reveal.clone()),
             Work::Opaque(_) => others = true,
+        }
+    }
+    if !others {
+        if let Some(revealed) = whole_batch::<D>(conn, &shares, &reveals).await {
+            let mut revealed = revealed.map_err(|_| ())?.into_iter();
+            return batch
+                .iter()
+                .map(|job| match &job.work {
+                    Work::Reveal(_) => revealed
+                        .next()
+                        .map(|secret| Box::new(secret) as Box<dyn Any + Send>)
+                        .ok_or(()),
+                    _ => Ok(Box::new(()) as Box<dyn Any + Send>),
+                })
+                .map(|answer| answer.map(Ok))
+                .collect();
         }
     }
     let reveal_runs = reveals.iter().any(|r| !r.key_ids.is_empty());

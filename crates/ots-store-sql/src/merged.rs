@@ -31,7 +31,7 @@ use crate::batch::{chunk_lengths, Batcher, OwnThread};
 use crate::held::Held;
 use crate::outbox::MailRow;
 use crate::rows::{self, METADATA_COLUMNS, OUTBOX_COLUMNS, SECRET_COLUMNS};
-use crate::secrets::{placeholders, MetadataRow, SecretRow};
+use crate::secrets::{placeholders, value_rows, MetadataRow, SecretRow};
 use crate::{store_err, Arg, Column, Conn, Dialect, Param, SqlStore};
 
 /// What one share writes.
@@ -584,4 +584,233 @@ async fn delete_run<D: Dialect>(
         .await
         .map_err(store_err::<D>)?;
     rows.iter().map(rows::secret::<D>).collect()
+}
+
+/// A whole batch of shares and reveals without a passphrase in one query (SQLite): `BEGIN`,
+/// the inserts of every share, the reveals' `UPDATE` and `DELETE … RETURNING`, and `COMMIT`,
+/// one round trip to the driver's worker thread. Each call to it is a hand-off between
+/// threads, and the runs of `share_runs` and `reveal_all` cost one each (13 shares and 6
+/// reveals: five). Rows are padded up to a power of two instead of split into runs, so that
+/// a batch's text depends only on its sizes rounded up: the inserts take their rows from a
+/// `VALUES` list filtered of the padding's `NULL` rows, and the reveals' key list repeats
+/// its last key. `None` when the batch is not of that shape: no shares and no reveals to
+/// look up, or reveals under several sets of key ids (after a key change; they go run by run).
+pub(crate) async fn whole_batch<D: Dialect>(
+    conn: &mut Conn<D>,
+    shares: &[Share],
+    jobs: &[Reveal],
+) -> Option<Answers<Option<StoredSecret>>> {
+    let asked: Vec<&Reveal> = jobs.iter().filter(|r| !r.key_ids.is_empty()).collect();
+    let key_ids = asked.first().map(|r| &r.key_ids);
+    if asked.iter().any(|r| Some(&r.key_ids) != key_ids) || (shares.is_empty() && asked.is_empty())
+    {
+        return None;
+    }
+    let mut keys: Vec<&str> = Vec::with_capacity(asked.len().next_power_of_two());
+    for r in &asked {
+        if !keys.contains(&r.key.as_str()) {
+            keys.push(&r.key);
+        }
+    }
+    // A batch answers after every job in it was asked: the latest "now" is the truest.
+    let now = asked.iter().map(|r| r.now).max().unwrap_or_default();
+    let key_ids: &[String] = key_ids.map_or(&[], |k| k.as_slice());
+
+    let (metadata, secrets, mails) = rows(shares.iter().map(|s| &**s));
+    let sizes = Sizes {
+        shares: padded(shares.len()),
+        mails: padded(mails.len()),
+        keys: padded(keys.len()),
+        key_ids: key_ids.len(),
+    };
+    let mut args: Vec<Arg> = Vec::new();
+    pad_rows(
+        &mut args,
+        metadata.iter().map(|m| m.args()),
+        sizes.shares,
+        MetadataRow::COUNT,
+    );
+    pad_rows(
+        &mut args,
+        secrets.iter().map(|s| s.args()),
+        sizes.shares,
+        SecretRow::COUNT,
+    );
+    pad_rows(
+        &mut args,
+        mails.iter().map(|m| m.args()),
+        sizes.mails,
+        MailRow::COUNT,
+    );
+    if sizes.keys > 0 {
+        args.push(Arg::Int(now));
+        let last = keys[keys.len() - 1];
+        args.extend((0..sizes.keys).map(|i| Arg::Text(keys.get(i).copied().unwrap_or(last))));
+        args.extend(key_ids.iter().map(|k| Arg::Text(k)));
+    }
+    let sql = sizes.text();
+    let found = match D::fetch_all(conn, &sql, args).await {
+        Ok(rows) => rows
+            .iter()
+            .map(rows::secret::<D>)
+            .collect::<Result<Vec<_>, _>>(),
+        Err(err) => Err(store_err::<D>(err)),
+    };
+    let mut taken: HashMap<String, StoredSecret> = match found {
+        Ok(found) => found.into_iter().map(|s| (s.id.to_hex(), s)).collect(),
+        Err(err) => return Some(Err(err)),
+    };
+    // Found: the first job with this key takes it; later ones find it gone.
+    Some(Ok(jobs
+        .iter()
+        .map(|job| match job.key_ids.is_empty() {
+            true => None,
+            false => taken.remove(&job.key),
+        })
+        .collect()))
+}
+
+/// `n` rounded up to a power of two (0 stays 0).
+fn padded(n: usize) -> usize {
+    match n {
+        0 => 0,
+        n => n.next_power_of_two(),
+    }
+}
+
+/// The arguments of `rows` and then `NULL`s for `padded - rows` more rows of `count` each.
+fn pad_rows<'a>(
+    args: &mut Vec<Arg<'a>>,
+    rows: impl ExactSizeIterator<Item = Vec<Arg<'a>>>,
+    padded: usize,
+    count: usize,
+) {
+    let missing = padded - rows.len();
+    args.extend(rows.flatten());
+    args.extend((0..missing * count).map(|_| Arg::MaybeText(None)));
+}
+
+/// What a [`whole_batch`] text depends on: its padded row counts and how many key ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Sizes {
+    shares: usize,
+    mails: usize,
+    keys: usize,
+    key_ids: usize,
+}
+
+impl Sizes {
+    /// The batch's text, built once per set of sizes (a few dozen in all) and kept.
+    fn text(self) -> Arc<str> {
+        static TEXTS: OnceLock<std::sync::Mutex<HashMap<Sizes, Arc<str>>>> = OnceLock::new();
+        let texts = TEXTS.get_or_init(Default::default);
+        let mut texts = texts.lock().unwrap_or_else(|p| p.into_inner());
+        texts
+            .entry(self)
+            .or_insert_with(|| self.build().into())
+            .clone()
+    }
+
+    fn build(self) -> String {
+        let mut parts = vec!["BEGIN IMMEDIATE".to_owned()];
+        let mut next = 1;
+        let mut insert = |table: &str, columns: &str, count: usize, rows: usize| {
+            // A failed insert fails the batch, which the writer rolls back and replays job
+            // by job: `OR ROLLBACK` spares SQLite a statement journal.
+            let sql = format!(
+                "INSERT OR ROLLBACK INTO {table} ({columns}) SELECT * FROM (VALUES {}) \
+                 WHERE column1 IS NOT NULL",
+                value_rows(next, count, rows)
+            );
+            next += count * rows;
+            sql
+        };
+        if self.shares > 0 {
+            parts.push(insert(
+                "metadata",
+                METADATA_COLUMNS,
+                MetadataRow::COUNT,
+                self.shares,
+            ));
+            parts.push(insert(
+                "secrets",
+                SECRET_COLUMNS,
+                SecretRow::COUNT,
+                self.shares,
+            ));
+        }
+        if self.mails > 0 {
+            parts.push(insert("outbox", OUTBOX_COLUMNS, MailRow::COUNT, self.mails));
+        }
+        if self.keys > 0 {
+            let now = next;
+            let live = format!(
+                "FROM secrets WHERE key IN {} AND expires_at > ${now} AND scheme IN (2, 3) \
+                 AND passphrase_cost IS NULL AND key_id IN {}",
+                placeholders(now + 1, self.keys),
+                placeholders(now + 1 + self.keys, self.key_ids)
+            );
+            parts.push(format!(
+                "UPDATE OR ROLLBACK metadata SET state = 'received', secret_key = NULL, \
+                 received = ${now}, updated = ${now} WHERE key IN (SELECT metadata_key {live})"
+            ));
+            parts.push(format!("DELETE {live} RETURNING {SECRET_COLUMNS}"));
+        }
+        parts.push("COMMIT".to_owned());
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers of the `$N` placeholders in `sql`, in order of first use.
+    fn numbers(sql: &str) -> Vec<usize> {
+        let mut seen = Vec::new();
+        for part in sql.split('$').skip(1) {
+            let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+            let n = digits.parse().expect("a number after $");
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn a_whole_batch_numbers_its_placeholders_as_its_arguments_are_laid_out() {
+        for (shares, mails, keys, key_ids) in
+            [(4, 0, 8, 1), (1, 1, 0, 0), (0, 0, 2, 3), (16, 4, 16, 2)]
+        {
+            let sizes = Sizes {
+                shares,
+                mails,
+                keys,
+                key_ids,
+            };
+            let sql = sizes.build();
+            let rows = shares * (MetadataRow::COUNT + SecretRow::COUNT) + mails * MailRow::COUNT;
+            let reveal = if keys > 0 { 1 + keys + key_ids } else { 0 };
+            let mut numbers = numbers(&sql);
+            numbers.sort_unstable();
+            assert_eq!(numbers, (1..=rows + reveal).collect::<Vec<_>>(), "{sql}");
+            assert!(sql.starts_with("BEGIN IMMEDIATE; ") && sql.ends_with("; COMMIT"));
+            assert_eq!(sql.contains("DELETE FROM secrets"), keys > 0);
+            assert_eq!(sql.contains("INSERT OR ROLLBACK INTO outbox"), mails > 0);
+            // The same sizes give the same text, kept once.
+            assert!(Arc::ptr_eq(&sizes.text(), &sizes.text()));
+        }
+    }
+
+    #[test]
+    fn rows_are_padded_with_nulls_up_to_a_power_of_two() {
+        assert_eq!([0, 1, 2, 3, 5, 8, 9].map(padded), [0, 1, 2, 4, 8, 8, 16]);
+        let mut args = Vec::new();
+        let rows = vec![vec![Arg::Int(1), Arg::Int(2)]; 3];
+        pad_rows(&mut args, rows.into_iter(), padded(3), 2);
+        assert_eq!(args.len(), 8);
+        assert!(matches!(args[..6], [Arg::Int(1), Arg::Int(2), ..]));
+        assert!(args[6..].iter().all(|a| matches!(a, Arg::MaybeText(None))));
+    }
 }

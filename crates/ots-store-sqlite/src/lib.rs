@@ -6,7 +6,8 @@
 //! serialized by construction and reveal-once needs no row locks. Share, reveal, burn and
 //! passphrase tries are committed in groups: one transaction and one fsync for every write
 //! queued meanwhile, each answered only once its group is durable; a group's shares and its
-//! reveals without a passphrase are merged into a few multi-row statements. Reads use their own
+//! reveals without a passphrase are merged into a few multi-row statements, sent with the
+//! group's `BEGIN` and `COMMIT` as one query. Reads use their own
 //! read-only pool and never block the writer. The statements are the shared SQL core's
 //! (`ots-store-sql`); this crate holds only what SQLite does differently.
 
