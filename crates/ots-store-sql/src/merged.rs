@@ -588,9 +588,9 @@ async fn delete_run<D: Dialect>(
 
 /// A whole batch of shares and reveals without a passphrase in one query (SQLite): `BEGIN`,
 /// the inserts of every share, the reveals' `UPDATE` and `DELETE … RETURNING`, and `COMMIT`,
-/// one round trip to the driver's worker thread. Each call to it is a hand-off between
-/// threads, and the runs of `share_runs` and `reveal_all` cost one each (13 shares and 6
-/// reveals: five). Rows are padded up to a power of two instead of split into runs, so that
+/// one round trip to the driver's worker thread. Each query is a hand-off between threads,
+/// and the runs of `share_runs` and `reveal_all` cost one each (13 shares and 6 reveals:
+/// five). Rows are padded up to a power of two instead of split into runs, so that
 /// a batch's text depends only on its sizes rounded up: the inserts take their rows from a
 /// `VALUES` list filtered of the padding's `NULL` rows, and the reveals' key list repeats
 /// its last key. `None` when the batch is not of that shape: no shares and no reveals to
@@ -754,7 +754,7 @@ impl Sizes {
             parts.push(insert("outbox", OUTBOX_COLUMNS, MailRow::COUNT, self.mails));
         }
         if self.keys > 0 {
-            // Bound as the keys, "now", the key ids: see `reveal_args`.
+            // Bound as the keys, "now", the key ids (see `whole_batch`).
             let live = format!(
                 "FROM secrets WHERE key IN {} AND expires_at > ? AND scheme IN (2, 3) \
                  AND passphrase_cost IS NULL AND key_id IN {}",
