@@ -114,6 +114,57 @@ async fn parameters_come_from_query_form_multipart_or_json_and_the_body_wins() {
     );
 }
 
+/// Of a parameter given twice, the query string's first counts and the body's last, in
+/// every body encoding.
+#[tokio::test]
+async fn a_repeated_parameter_counts_once_first_in_the_query_last_in_the_body() {
+    let h = harness().await;
+    async fn value(h: &Harness, body: Value) -> String {
+        let key = body["secret_key"].as_str().unwrap().to_owned();
+        h.reveal(&key, &[]).await.1["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .query("secret", &"query-first")
+            .query("secret", &"query-second"),
+    )
+    .await;
+    assert_eq!(value(&h, body).await, "query-first");
+
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .form(&[("secret", "form-first"), ("secret", "form-second")]),
+    )
+    .await;
+    assert_eq!(value(&h, body).await, "form-second");
+
+    let (_, _, body) = send(
+        h.cli.post("/api/v1/share").multipart(
+            TestForm::new()
+                .text("secret", "multipart-first")
+                .text("secret", "multipart-second"),
+        ),
+    )
+    .await;
+    assert_eq!(value(&h, body).await, "multipart-second");
+
+    // The query's first value loses to the body's last.
+    let (_, _, body) = send(
+        h.cli
+            .post("/api/v1/share")
+            .query("secret", &"query-first")
+            .query("secret", &"query-second")
+            .form(&[("ttl", "600"), ("secret", "form-only")]),
+    )
+    .await;
+    assert_eq!(value(&h, body).await, "form-only");
+}
+
 #[tokio::test]
 async fn ttl_is_defaulted_raised_and_clamped_to_the_plan() {
     let h = harness().await;
