@@ -115,13 +115,45 @@ pub fn error_message(err: &Error<types::Error>) -> String {
         Error::ErrorResponse(response) => {
             format!("{} ({})", response.message, response.status().as_u16())
         }
-        other => other.to_string(),
+        other => with_causes(other),
     }
+}
+
+/// An error and what caused it, each cause once: reqwest's "error sending request" alone
+/// does not say whether the server refused the connection, reset it or timed out.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = next.source();
+    }
+    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_connection_says_why() {
+        // A port nobody listens on: the message names the refusal, not only "error sending".
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let client = connect(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let err = client.get_status().await.unwrap_err();
+        let message = error_message(&err);
+        assert!(
+            message.contains("error sending request") && message.to_lowercase().contains("refused"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn keys_come_out_of_links_and_stand_alone() {

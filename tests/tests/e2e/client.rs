@@ -150,7 +150,7 @@ async fn the_terminal_commands_share_reveal_show_and_burn() {
         &creds,
         "multi\nline value\n",
     );
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     let link = out.trim();
     assert!(link.starts_with(&format!("{base}/secret/")), "{out}");
     let private = err
@@ -161,14 +161,19 @@ async fn the_terminal_commands_share_reveal_show_and_burn() {
 
     // reveal the link (its own server), once
     let (code, out, err) = ots_client(&["reveal", link], &[], "");
-    assert_eq!((code, out.as_str()), (0, "multi\nline value"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "multi\nline value"),
+        "{err}\n{}",
+        server.log_text()
+    );
     let (code, _, err) = ots_client(&["reveal", link], &[], "");
     assert_eq!(code, 1);
     assert!(err.contains("Unknown secret (404)"), "{err}");
 
     // metadata of the private link: received, owned by bob
     let (code, out, err) = ots_client(&["metadata", &private], &creds, "");
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     let seen: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (seen["state"].as_str(), seen["custid"].as_str()),
@@ -178,7 +183,7 @@ async fn the_terminal_commands_share_reveal_show_and_burn() {
     // a passphrase from the environment; a reveal without it is refused and keeps it
     let pass = [("OTS_PASSPHRASE", "correct horse")];
     let (code, out, err) = ots_client(&["--server", &base, "share"], &pass, "guarded");
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     let guarded = out.trim().to_owned();
     let (code, _, err) = ots_client(&["reveal", &guarded], &[], "");
     assert_eq!(code, 1);
@@ -188,17 +193,17 @@ async fn the_terminal_commands_share_reveal_show_and_burn() {
 
     // burn by metadata key alone, against --server
     let (code, _, err) = ots_client(&["--server", &base, "share"], &[], "to burn");
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     let key = err.trim().rsplit('/').next().unwrap().to_owned();
     let (code, out, err) = ots_client(&["--server", &base, "burn", &key], &[], "");
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     assert!(out.contains("\"state\": \"burned\""), "{out}");
 
     // recent needs credentials; with them, bob's secrets newest first
     let (code, _, err) = ots_client(&["--server", &base, "recent"], &[], "");
     assert_eq!(code, 2, "{err}");
     let (code, out, err) = ots_client(&["--server", &base, "recent"], &creds, "");
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "{err}\n{}", server.log_text());
     let recent: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(recent.len(), 1, "{out}");
 
