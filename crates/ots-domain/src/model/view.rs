@@ -33,9 +33,13 @@ impl MetadataView {
         let state = metadata.state_at(now);
         let live = state == MetadataState::New;
         Self {
-            custid: metadata.custid.to_string(),
-            metadata_key: key.to_string(),
-            secret_key: secret_key.filter(|_| live).map(ToString::to_string),
+            // Copied as they are: `to_string` would run each through the formatter and grow
+            // its string in steps, on every share.
+            custid: metadata.custid.as_str().to_owned(),
+            metadata_key: key.as_str().to_owned(),
+            secret_key: secret_key
+                .filter(|_| live)
+                .map(|k| k.as_str().to_owned()),
             ttl: metadata.ttl,
             metadata_ttl: (metadata.expires_at - now).max(0),
             secret_ttl: live.then(|| (metadata.secret_expires_at - now).max(0)),

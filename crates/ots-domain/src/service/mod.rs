@@ -27,9 +27,11 @@ mod upkeep;
 pub use upkeep::MailReport;
 
 /// Binds a value's ciphertext to its rows: a ciphertext moved to another row does not open.
-fn value_aad(id: &SecretId, metadata_id: &MetadataId) -> Vec<u8> {
-    let mut aad = id.as_bytes().to_vec();
-    aad.extend_from_slice(metadata_id.as_bytes());
+/// The two ids, 64 bytes, on the stack: sealing and opening a value allocate nothing for it.
+fn value_aad(id: &SecretId, metadata_id: &MetadataId) -> [u8; 64] {
+    let mut aad = [0u8; 64];
+    aad[..32].copy_from_slice(id.as_bytes());
+    aad[32..].copy_from_slice(metadata_id.as_bytes());
     aad
 }
 
