@@ -37,9 +37,7 @@ impl MetadataView {
             // its string in steps, on every share.
             custid: metadata.custid.as_str().to_owned(),
             metadata_key: key.as_str().to_owned(),
-            secret_key: secret_key
-                .filter(|_| live)
-                .map(|k| k.as_str().to_owned()),
+            secret_key: secret_key.filter(|_| live).map(|k| k.as_str().to_owned()),
             ttl: metadata.ttl,
             metadata_ttl: (metadata.expires_at - now).max(0),
             secret_ttl: live.then(|| (metadata.secret_expires_at - now).max(0)),
