@@ -203,12 +203,31 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ots serve` and waits until `/api/v1/status` answers.
+    /// Starts `ots serve` on a free port and waits until it serves.
+    ///
+    /// A port found free can be taken by another test's server before this one binds it;
+    /// ots then exits with "cannot listen", and another port is tried.
     pub async fn start(config: &Config) -> Self {
-        Self::start_on(config, free_port()).await
+        let mut refused = String::new();
+        for _ in 0..5 {
+            match Self::launch(config, free_port()).await {
+                Ok(server) => return server,
+                Err(log) if log.contains("cannot listen") => refused = log,
+                Err(log) => panic!("ots serve exited before serving: {log}"),
+            }
+        }
+        panic!("ots serve found no port to listen on: {refused}")
     }
 
+    /// Starts `ots serve` on `port` and waits until it serves.
     pub async fn start_on(config: &Config, port: u16) -> Self {
+        Self::launch(config, port)
+            .await
+            .unwrap_or_else(|log| panic!("ots serve exited before serving: {log}"))
+    }
+
+    /// The server once it serves, or its log if it exited first.
+    async fn launch(config: &Config, port: u16) -> Result<Self, String> {
         let log = std::env::temp_dir().join(format!("ots-e2e-{port}-{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = config
@@ -225,20 +244,25 @@ impl Server {
             log,
             config: config.clone(),
         };
-        server.wait_ready().await;
-        server
+        server.wait_ready().await?;
+        Ok(server)
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until this process has bound its port (its own log says so) and answers
+    /// `status` there. The log is the proof that it is this server answering: a status
+    /// from the port alone could come from another test's server holding the same port.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let client = self.client(None);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("ots serve exited with {status}: {}", self.log_text());
+                return Err(format!("exit {status}: {}", self.log_text()));
             }
-            if let Ok(status) = client.get_status().await {
-                assert_eq!(status.status, "nominal");
-                return;
+            if self.log_text().contains("ots is serving") {
+                if let Ok(status) = client.get_status().await {
+                    assert_eq!(status.status, "nominal");
+                    return Ok(());
+                }
             }
             assert!(
                 Instant::now() < deadline,
