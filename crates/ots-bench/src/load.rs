@@ -182,6 +182,14 @@ pub async fn fixed_rate<O: Op>(
         }
     }
     if std::env::var_os("BENCH_TIMELINE").is_some() {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(started.elapsed());
+        eprintln!(
+            "  the schedule started at unix time {:.3} (to line up with a server's or a trace's log)",
+            since_epoch.as_secs_f64()
+        );
         print_stalls(timeline);
     }
     Report::of(name, samples, started.elapsed().as_secs_f64(), failed)

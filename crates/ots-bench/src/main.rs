@@ -10,7 +10,8 @@
 //! each between two `status` runs on the same process),
 //! BENCH_STORES (default `memory,sqlite,postgres`),
 //! BENCH_TIMELINE (set: the fixed-rate runs print each 50 ms window in which a pair took
-//! over 10 ms, to tell one stall from a spread of slow pairs),
+//! over 10 ms, to tell one stall from a spread of slow pairs, and the unix time their
+//! schedule started, to line the windows up with Postgres's log or a trace),
 //! BENCH_PG_URL (an admin URL such as postgres://postgres@127.0.0.1:5432/test; Postgres runs
 //! are skipped without it). Loopback only; every loop is bounded in time.
 
