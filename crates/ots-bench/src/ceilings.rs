@@ -136,6 +136,7 @@ pub fn pgbench(
         p50: Duration::ZERO,
         p99: Duration::ZERO,
         failed: 0,
+        sent_late: None,
     };
     Ok((report, mark.per_op(done as usize)))
 }

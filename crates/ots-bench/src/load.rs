@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::http1::Conn;
+use crate::timer::Precise;
 
 /// Latencies of one kind of operation.
 #[derive(Default)]
@@ -36,6 +37,9 @@ pub struct Report {
     pub p50: Duration,
     pub p99: Duration,
     pub failed: u64,
+    /// A fixed-rate run's: how long after it was due each op went out on a connection that
+    /// was free by then (the generator's own delay, counted in the latency): p50, p99, max.
+    pub sent_late: Option<[Duration; 3]>,
 }
 
 impl Report {
@@ -47,6 +51,7 @@ impl Report {
             p50: samples.pct(0.50),
             p99: samples.pct(0.99),
             failed,
+            sent_late: None,
         }
     }
 
@@ -137,6 +142,8 @@ pub async fn closed<O: Op>(name: &str, addr: &str, clients: usize, seconds: f64,
 /// when it was due, so a stall is counted in full for every op it delays. Each connection is
 /// opened, and runs one op, before the schedule starts: a generator that opens connections
 /// when all are busy opened dozens at once in a slow moment, and accepting them made it slower.
+/// Each op is sent at its instant by a timerfd (see `timer`), not on tokio's next millisecond
+/// tick, which sent ops up to a millisecond late and those due within one tick all at once.
 pub async fn fixed_rate<O: Op>(
     name: &str,
     addr: &str,
@@ -154,25 +161,50 @@ pub async fn fixed_rate<O: Op>(
         run_op(&op, &mut conn, addr).await;
         connections.push(conn);
     }
+    let timers = match (0..clients).map(|_| Precise::new()).collect() {
+        Ok(timers) => timers,
+        Err(err) => {
+            eprintln!("  no timerfd ({err}): ops go out on tokio's millisecond ticks instead");
+            Vec::new()
+        }
+    };
+    let mut timers = timers.into_iter();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for (k, mut conn) in connections.into_iter().enumerate() {
-        let (op, addr) = (op.clone(), addr.to_owned());
+        let (op, addr, timer) = (op.clone(), addr.to_owned(), timers.next());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(count / clients + 1);
+            let mut late = Vec::with_capacity(count / clients + 1);
+            let mut free_at = started;
             for i in (k..count).step_by(clients) {
                 let due = started + every * i as u32;
-                tokio::time::sleep_until(due.into()).await;
+                let on_time = match &timer {
+                    Some(timer) => timer.sleep_until(due).await.is_ok(),
+                    None => false,
+                };
+                if !on_time {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                // Sent after it was due although its connection was free by then: the
+                // generator's own delay (its timer's grain, its thread's turn).
+                if free_at <= due {
+                    late.push(due.elapsed());
+                }
                 let ok = run_op(&op, &mut conn, &addr).await;
-                mine.push((i, ok, due.elapsed()));
+                free_at = Instant::now();
+                mine.push((i, ok, free_at - due));
             }
-            mine
+            (mine, late)
         }));
     }
     let (mut samples, mut failed) = (Samples::default(), 0);
     let mut timeline = Vec::new();
+    let mut late = Samples::default();
     for task in tasks {
-        for (i, ok, latency) in task.await.unwrap_or_default() {
+        let (mine, sent_late) = task.await.unwrap_or_default();
+        late.0.extend(sent_late);
+        for (i, ok, latency) in mine {
             if ok {
                 samples.0.push(latency);
                 timeline.push(((every * i as u32).as_millis() / 50, latency));
@@ -192,7 +224,9 @@ pub async fn fixed_rate<O: Op>(
         );
         print_stalls(timeline);
     }
-    Report::of(name, samples, started.elapsed().as_secs_f64(), failed)
+    let mut report = Report::of(name, samples, started.elapsed().as_secs_f64(), failed);
+    report.sent_late = Some([late.pct(0.50), late.pct(0.99), late.pct(1.0)]);
+    report
 }
 
 /// Each 50 ms window (by when its pairs were due) in which a pair took over 10 ms: one stall

@@ -26,6 +26,7 @@ mod ceilings;
 mod http1;
 mod load;
 mod server;
+mod timer;
 
 use load::Report;
 use server::{rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair};
@@ -505,6 +506,15 @@ async fn main() -> Result<()> {
             run.half.p50.as_secs_f64() * 1e3,
             run.half.p99.as_secs_f64() * 1e3
         );
+        if let Some([p50, p99, max]) = run.half.sent_late {
+            println!(
+                "  {:<9} the generator sent a pair on a free connection late by p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms (counted in the latency)",
+                run.name,
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3
+            );
+        }
         println!(
             "  {:<9} meanwhile a thread sleeping 1 ms woke late by p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.1}% of its wakes over 4 ms",
             run.name,
