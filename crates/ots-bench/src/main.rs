@@ -10,8 +10,9 @@
 //! each between two `status` runs on the same process),
 //! BENCH_STORES (default `memory,sqlite,postgres`),
 //! BENCH_TIMELINE (set: the fixed-rate runs print each 50 ms window in which a pair took
-//! over 10 ms, to tell one stall from a spread of slow pairs, and the unix time their
-//! schedule started, to line the windows up with Postgres's log or a trace),
+//! over 10 ms, to tell one stall from a spread of slow pairs, the unix time their
+//! schedule started, to line the windows up with Postgres's log or a trace, and each
+//! process the machine started meanwhile),
 //! BENCH_PG_URL (an admin URL such as postgres://postgres@127.0.0.1:5432/test; Postgres runs
 //! are skipped without it). Loopback only; every loop is bounded in time.
 
@@ -26,6 +27,7 @@ mod ceilings;
 mod http1;
 mod load;
 mod server;
+mod spawns;
 mod timer;
 
 use load::Report;
@@ -84,6 +86,8 @@ struct StoreRun {
     wakes: load::Wakes,
     /// The disk's flushes during the half-peak run (a store on disk).
     flushes: Option<load::Flushes>,
+    /// The processes the machine started during the half-peak run (Linux).
+    spawns: Option<spawns::Spawns>,
     idle_kib: u64,
     peak_kib: u64,
     /// Metadata records the process holds as data at the peak (in-memory store only).
@@ -255,6 +259,7 @@ async fn run_store(
         None => pair_runs.swap_remove(0).0,
     };
     let probe = load::WakeProbe::start();
+    let spawn_probe = spawns::SpawnProbe::start();
     // A store on disk: its disk's flushes beside the run, to line up with the pairs' stalls.
     let flush_probe = match name {
         "memory" => None,
@@ -270,8 +275,19 @@ async fn run_store(
     )
     .await;
     let wakes = probe.stop();
+    let spawns = spawn_probe.map(spawns::SpawnProbe::stop);
     let flushes = flush_probe.map(load::FlushProbe::stop).transpose()?;
     half.print("pair");
+    if let (Some(spawns), Some(_)) = (&spawns, std::env::var_os("BENCH_TIMELINE")) {
+        for s in &spawns.named {
+            eprintln!(
+                "  the machine: {} (pid {}) started by {:>5} ms",
+                s.name,
+                s.pid,
+                s.at.as_millis()
+            );
+        }
+    }
     if let (Some(flushes), Some(_)) = (&flushes, std::env::var_os("BENCH_TIMELINE")) {
         for (at, took) in &flushes.slow {
             eprintln!(
@@ -329,6 +345,7 @@ async fn run_store(
         half,
         wakes,
         flushes,
+        spawns,
         idle_kib,
         peak_kib,
         data_kib,
@@ -523,6 +540,13 @@ async fn main() -> Result<()> {
             run.wakes.max.as_secs_f64() * 1e3,
             run.wakes.over_4ms * 100.0
         );
+        if let Some(spawns) = &run.spawns {
+            println!(
+                "  {:<9} and the machine started {}",
+                run.name,
+                spawns::sentence(spawns)
+            );
+        }
         if let Some(flushes) = &run.flushes {
             println!(
                 "  {:<9} and a 4 KiB flush every 10 ms took p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {} over 10 ms",
