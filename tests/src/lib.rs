@@ -301,9 +301,19 @@ impl Server {
 
     /// SIGTERM, then waits for the process to exit; returns its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.signal_term();
+        self.wait_exit()
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn signal_term(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// Waits (up to 30 s) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -129,6 +129,10 @@ pub struct ServeArgs {
     /// Seconds between sweeps of expired secrets.
     #[arg(long, env = "OTS_SWEEP_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub sweep_interval: u64,
+    /// HTTP worker threads, each serving its share of the connections; 0, the default,
+    /// starts one per CPU the process may run on.
+    #[arg(long, env = "OTS_WORKERS", default_value_t = 0)]
+    pub workers: usize,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "OTS_SHUTDOWN_GRACE", default_value_t = 10)]
     pub shutdown_grace: u64,

@@ -13,6 +13,7 @@ mod master_secret;
 mod serve;
 mod settings;
 mod store;
+mod workers;
 
 use cli::{Cli, Command, ConfigAction, ServeArgs};
 use settings::Settings;

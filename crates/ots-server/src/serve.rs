@@ -15,6 +15,7 @@ use ots_http::HttpConfig;
 
 use crate::settings::Settings;
 use crate::store::{self, Stores};
+use crate::workers::{self, Workers};
 
 /// The use cases with the adapters chosen at run time.
 pub type AppService = Service<
@@ -90,21 +91,18 @@ pub async fn serve(settings: Settings) -> Result<()> {
         public_url: settings.public_url.clone(),
     };
     let app = ots_http::app(svc.clone(), &http);
-    let listener = poem::listener::TcpListener::bind(settings.listen);
-    let acceptor = poem::listener::Listener::into_acceptor(listener)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let local = poem::listener::Acceptor::local_addr(&acceptor)
-        .first()
-        .and_then(|a| a.as_socket_addr().copied());
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let mut workers = Workers::start(settings.workers, app, local, settings.shutdown_grace)?;
     info!(listen = ?local, store = %stores.description, public_url = %settings.public_url, "ots is serving");
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(settings.shutdown_grace))
-        .await
-        .context("serving")?;
+    workers::accept_until(listener, &mut workers, shutdown_signal()).await;
     sweeper.abort();
     postman.abort();
-    svc.close().await;
+    workers.stop(svc.close()).await;
     info!("ots stopped");
     Ok(())
 }

@@ -117,6 +117,8 @@ pub struct Settings {
     pub body_limit: usize,
     pub sweep_interval: Duration,
     pub shutdown_grace: Duration,
+    /// HTTP worker threads (see `workers`).
+    pub workers: usize,
     pub log: String,
     pub log_format: String,
 }
@@ -156,6 +158,7 @@ impl Settings {
             body_limit: args.body_limit,
             sweep_interval: Duration::from_secs(args.sweep_interval),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            workers: crate::workers::count(Some(args.workers)),
             log: args.log,
             log_format: args.log_format,
             store: args.store,
@@ -167,6 +170,7 @@ impl Settings {
         let policy = &self.policy;
         println!("master secret: {}", self.master.describe());
         println!("listen: {}", self.listen);
+        println!("http workers: {}", self.workers);
         println!("public url: {}", self.public_url);
         println!(
             "store: {}",

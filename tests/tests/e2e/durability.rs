@@ -215,3 +215,53 @@ async fn sigterm_stops_cleanly_and_keeps_unread_secrets() {
         (200, Some("kept across a clean stop"))
     );
 }
+
+/// SIGTERM stops the accepting at once, and a request already in flight still gets its
+/// answer: each HTTP worker finishes what it holds (within `OTS_SHUTDOWN_GRACE`) before the
+/// process exits. The request is a share with a passphrase at a bcrypt cost that keeps it
+/// busy for a while.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    let data = TempDir::new("sigterm-in-flight");
+    let mut config = Config::sqlite(&data.0);
+    config.set("OTS_BCRYPT_COST", "14");
+    let mut server = Server::start(&config).await;
+    let client = reqwest::Client::new();
+    let slow = tokio::spawn({
+        let (client, url) = (client.clone(), server.url("/api/v1/share"));
+        async move {
+            crate::post_form(
+                &client,
+                &url,
+                &[
+                    ("secret", "answered after SIGTERM"),
+                    ("passphrase", "a slow hash"),
+                ],
+            )
+            .await
+        }
+    });
+    // The request is on its way long before this.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.signal_term();
+    server
+        .wait_for_log("shutting down", std::time::Duration::from_secs(10))
+        .await;
+    assert!(
+        !slow.is_finished(),
+        "the share was answered before SIGTERM, so nothing was in flight: raise the bcrypt cost"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting connections after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "the request in flight was cut off: {body}");
+    assert!(body["secret_key"].is_string(), "{body}");
+    assert_eq!(server.wait_exit(), Some(0), "{}", server.log_text());
+    assert!(server.log_text().contains("ots stopped"));
+}
