@@ -6,7 +6,7 @@
 //! woken to steal from, and stolen tasks carry their futures (several KiB each) to the other
 //! core's cache. On two cores ots spent 15.0–16.9 µs of CPU on a share's or a reveal's
 //! request on workers of their own against 17.6–18.3 on the pool, while a `status` request
-//! moved less (10.1–11.4 against 11.1–11.3), and the in-memory store served 12–24% more
+//! moved less (10.1–11.4 against 11.1–11.3), and the in-memory store served 14–21% more
 //! pairs a second (BENCHMARKS.md, change 52). A connection here stays on the worker it was
 //! dealt to for its life.
 //!
