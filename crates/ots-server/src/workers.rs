@@ -7,8 +7,9 @@
 //! core's cache. On two cores ots spent 15.0–16.9 µs of CPU on a share's or a reveal's
 //! request on workers of their own against 17.6–18.3 on the pool, while a `status` request
 //! moved less (10.1–11.4 against 11.1–11.3), and the in-memory store served 14–21% more
-//! pairs a second (BENCHMARKS.md, change 52). A connection here stays on the worker it was
-//! dealt to for its life.
+//! pairs a second; SQLite about 3% fewer, a write's answer coming back from the writer's
+//! thread to the one worker that holds its connection (BENCHMARKS.md, change 52). A
+//! connection here stays on the worker it was dealt to for its life.
 //!
 //! One accept loop, on the main runtime, deals new connections to the workers in turn, so
 //! that each holds its share of keep-alive connections (`SO_REUSEPORT` would leave the split
