@@ -237,3 +237,57 @@ pub fn disk_fsync(dir: &Path, seconds: f64) -> Result<Fsyncs> {
         slow,
     })
 }
+
+/// What the machine's kernel charges for what every request crosses, whatever the server
+/// does: a system call, and a byte sent over loopback TCP to another thread and back (two
+/// sends, two receives and two wake-ups, as a request and its answer). A machine on which
+/// these cost several times more serves every route, ots's and the bare handler's alike,
+/// several times slower; the ratios stay comparable, the absolute numbers do not.
+pub struct Kernel {
+    pub syscall: Duration,
+    pub round_trip_p50: Duration,
+    pub round_trip_p99: Duration,
+}
+
+pub fn kernel_costs(dir: &Path, seconds: f64) -> Result<Kernel> {
+    use std::io::{Read, Write};
+    // `fstat` on an open file: a system call with nothing to look up or copy.
+    let file = std::fs::File::open(dir)?;
+    let calls = 100_000;
+    let started = Instant::now();
+    for _ in 0..calls {
+        file.metadata()?;
+    }
+    let syscall = started.elapsed() / calls;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut peer, _) = listener.accept()?;
+        peer.set_nodelay(true)?;
+        let mut byte = [0u8; 1];
+        while peer.read(&mut byte)? == 1 {
+            peer.write_all(&byte)?;
+        }
+        Ok(())
+    });
+    let mut conn = std::net::TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let mut samples = load::Samples::default();
+    let mut byte = [7u8; 1];
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds && samples.0.len() < 50_000 {
+        let t = Instant::now();
+        conn.write_all(&byte)?;
+        conn.read_exact(&mut byte)?;
+        samples.0.push(t.elapsed());
+    }
+    drop(conn);
+    echo.join()
+        .map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
+    Ok(Kernel {
+        syscall,
+        round_trip_p50: samples.pct(0.50),
+        round_trip_p99: samples.pct(0.99),
+    })
+}

@@ -3,7 +3,8 @@
 //! `/api/v1/status` and a bare poem handler (memory), a raw SQLite loop with ots's
 //! durability (SQLite), and pgbench with ots's own SQL and with the least SQL a pair needs
 //! (Postgres). Then each store at half its peak rate on a fixed schedule (p99), plain
-//! requests beside bcrypt, and resident memory.
+//! requests beside bcrypt, and resident memory. First, what the machine's kernel charges
+//! for a system call and a loopback round trip, which every request on every route pays.
 //!
 //! Settings (environment): BENCH_SECONDS (default 5), BENCH_CLIENTS (default 32),
 //! BENCH_ROUNDS and BENCH_ROUND_SECONDS (default 9 and 1: the in-memory store's pairs runs,
@@ -372,6 +373,14 @@ async fn main() -> Result<()> {
     println!(
         "ots benchmark: {clients} clients, {seconds} s per run, {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let kernel = ceilings::kernel_costs(&dir, 1.0)?;
+    println!(
+        "{:<40} {:>9.2} µs a system call; loopback TCP round trip p50 {:.1} µs, p99 {:.1} µs\n",
+        "machine:",
+        kernel.syscall.as_secs_f64() * 1e6,
+        kernel.round_trip_p50.as_secs_f64() * 1e6,
+        kernel.round_trip_p99.as_secs_f64() * 1e6,
     );
     let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "memory,sqlite,postgres".into());
     let wanted = |store: &str| stores.split(',').any(|s| s.trim() == store);
