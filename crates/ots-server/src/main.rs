@@ -39,15 +39,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if matches!(cli.command, Command::Serve(_)) {
-        // HTTP is served on worker threads with runtimes of their own (`workers`); this one
-        // keeps the accept loop, the sweeper, the postman and the store's checkpointer, all
-        // of them waiting most of the time. With tokio's default it had a thread per CPU
-        // beside the HTTP workers' thread per CPU, idle.
-        builder.worker_threads(1);
-    }
-    let runtime = builder
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
