@@ -242,15 +242,18 @@ pub fn disk_fsync(dir: &Path, seconds: f64) -> Result<Fsyncs> {
 /// does: a system call, and a byte sent over loopback TCP to another thread and back (two
 /// sends, two receives and two wake-ups, as a request and its answer). A machine on which
 /// these cost several times more serves every route, ots's and the bare handler's alike,
-/// several times slower; the ratios stay comparable, the absolute numbers do not.
+/// several times slower; the ratios stay comparable, the absolute numbers do not. The round
+/// trip is taken twice: with both ends asleep in `read`, and with both spinning, which
+/// leaves out the wake-ups; on a virtual machine a wake-up from idle can cost most of it,
+/// and a busy server, whose threads seldom sleep, pays the second more than the first.
 pub struct Kernel {
     pub syscall: Duration,
     pub round_trip_p50: Duration,
     pub round_trip_p99: Duration,
+    pub spinning_p50: Duration,
 }
 
 pub fn kernel_costs(dir: &Path, seconds: f64) -> Result<Kernel> {
-    use std::io::{Read, Write};
     // `fstat` on an open file: a system call with nothing to look up or copy.
     let file = std::fs::File::open(dir)?;
     let calls = 100_000;
@@ -260,34 +263,74 @@ pub fn kernel_costs(dir: &Path, seconds: f64) -> Result<Kernel> {
     }
     let syscall = started.elapsed() / calls;
 
+    let mut asleep = round_trip(seconds / 2.0, false)?;
+    let mut spinning = round_trip(seconds / 2.0, true)?;
+    Ok(Kernel {
+        syscall,
+        round_trip_p50: asleep.pct(0.50),
+        round_trip_p99: asleep.pct(0.99),
+        spinning_p50: spinning.pct(0.50),
+    })
+}
+
+/// A byte over loopback TCP to an echoing thread and back, for `seconds`: each end waiting
+/// in `read` (asleep, woken by the kernel), or with `spin`, both polling a non-blocking
+/// socket, so that neither sleeps and no wake-up is paid.
+fn round_trip(seconds: f64, spin: bool) -> Result<load::Samples> {
+    use std::io::{ErrorKind, Read, Write};
+    // One byte read into `byte`, polling while none has come when the socket does not block;
+    // `false` at the end of the stream.
+    fn read_byte(stream: &mut std::net::TcpStream, byte: &mut [u8; 1]) -> std::io::Result<bool> {
+        loop {
+            match stream.read(byte) {
+                Ok(n) => return Ok(n == 1),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let echo = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut peer, _) = listener.accept()?;
         peer.set_nodelay(true)?;
+        peer.set_nonblocking(spin)?;
         let mut byte = [0u8; 1];
-        while peer.read(&mut byte)? == 1 {
+        while read_byte(&mut peer, &mut byte)? {
             peer.write_all(&byte)?;
         }
         Ok(())
     });
     let mut conn = std::net::TcpStream::connect(addr)?;
     conn.set_nodelay(true)?;
+    conn.set_nonblocking(spin)?;
     let mut samples = load::Samples::default();
     let mut byte = [7u8; 1];
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < seconds && samples.0.len() < 50_000 {
         let t = Instant::now();
         conn.write_all(&byte)?;
-        conn.read_exact(&mut byte)?;
+        if !read_byte(&mut conn, &mut byte)? {
+            anyhow::bail!("the echo thread hung up");
+        }
         samples.0.push(t.elapsed());
     }
     drop(conn);
     echo.join()
         .map_err(|_| anyhow::anyhow!("the echo thread panicked"))??;
-    Ok(Kernel {
-        syscall,
-        round_trip_p50: samples.pct(0.50),
-        round_trip_p99: samples.pct(0.99),
-    })
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both ways of waiting get every byte back, the spinning one through the reads that
+    /// find nothing yet.
+    #[test]
+    fn a_byte_comes_back_asleep_and_spinning() {
+        for spin in [false, true] {
+            let samples = super::round_trip(0.05, spin).expect("the echo answers");
+            assert!(!samples.0.is_empty(), "no round trip with spin = {spin}");
+        }
+    }
 }

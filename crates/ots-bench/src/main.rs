@@ -376,11 +376,13 @@ async fn main() -> Result<()> {
     );
     let kernel = ceilings::kernel_costs(&dir, 1.0)?;
     println!(
-        "{:<40} {:>9.2} µs a system call; loopback TCP round trip p50 {:.1} µs, p99 {:.1} µs\n",
+        "{:<40} {:>9.2} µs a system call; loopback TCP round trip p50 {:.1} µs, p99 {:.1} µs \
+         (asleep), p50 {:.1} µs (spinning)\n",
         "machine:",
         kernel.syscall.as_secs_f64() * 1e6,
         kernel.round_trip_p50.as_secs_f64() * 1e6,
         kernel.round_trip_p99.as_secs_f64() * 1e6,
+        kernel.spinning_p50.as_secs_f64() * 1e6,
     );
     let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "memory,sqlite,postgres".into());
     let wanted = |store: &str| stores.split(',').any(|s| s.trim() == store);
