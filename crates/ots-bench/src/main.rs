@@ -32,7 +32,9 @@ mod spawns;
 mod timer;
 
 use load::Report;
-use server::{rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair};
+use server::{
+    batch_quantile, rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair,
+};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -107,6 +109,9 @@ struct StoreRun {
     /// Writes per batch (one statement or one transaction each) at full speed and at half
     /// the peak, for a store that merges writes.
     batched: [Option<f64>; 2],
+    /// How long a batch took to run and commit, p50 and p99 in seconds (ots's
+    /// `ots_store_batch_seconds`), at full speed and at half the peak.
+    took: [Option<(f64, f64)>; 2],
 }
 
 /// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
@@ -300,8 +305,18 @@ async fn run_store(
     }
     let tally_half = write_batches(&addr).await;
     let batched = [
-        writes_per_batch(tally_before, tally_full),
-        writes_per_batch(tally_full, tally_half),
+        writes_per_batch(tally_before.as_ref(), tally_full.as_ref()),
+        writes_per_batch(tally_full.as_ref(), tally_half.as_ref()),
+    ];
+    let quantiles = |before: Option<&server::Tally>, after: Option<&server::Tally>| {
+        Some((
+            batch_quantile(before, after, 0.5)?,
+            batch_quantile(before, after, 0.99)?,
+        ))
+    };
+    let took = [
+        quantiles(tally_before.as_ref(), tally_full.as_ref()),
+        quantiles(tally_full.as_ref(), tally_half.as_ref()),
     ];
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
@@ -356,6 +371,7 @@ async fn run_store(
         frame_cpu,
         rounds,
         batched,
+        took,
     })
 }
 
@@ -573,6 +589,17 @@ async fn main() -> Result<()> {
                 "  {:<9} writes per commit: {full:.1} at full speed, {} at half the peak",
                 run.name,
                 half.map_or("-".into(), |h| format!("{h:.1}"))
+            );
+        }
+        if let [Some(full), half] = run.took {
+            let ms = |(p50, p99): (f64, f64)| {
+                format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3)
+            };
+            println!(
+                "  {:<9} a batch took to run and commit: {} at full speed, {} at half the peak",
+                run.name,
+                ms(full),
+                half.map_or("-".into(), ms)
             );
         }
         if let (Some(disk), true) = (&disk, run.name != "memory") {

@@ -284,27 +284,85 @@ impl Pair {
     }
 }
 
-/// The store's batches of writes and the writes they carried so far, from ots's `/metrics`;
-/// `None` for a store that writes each request alone or when `/metrics` does not answer.
-pub async fn write_batches(addr: &str) -> Option<(u64, u64)> {
+/// The store's batches of writes so far, from ots's `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tally {
+    pub batches: u64,
+    pub writes: u64,
+    /// How long the batches took to run and commit: (upper bound in seconds, how many took
+    /// at most that long), cumulative, the last bound infinite.
+    pub took: Vec<(f64, u64)>,
+}
+
+/// The store's batches so far; `None` for a store that writes each request alone or when
+/// `/metrics` does not answer.
+pub async fn write_batches(addr: &str) -> Option<Tally> {
     let mut conn = Conn::open(addr).await.ok()?;
     let answer = conn
         .send(&http1::request("GET", "/metrics", None))
         .await
         .ok()?;
-    let text = std::str::from_utf8(conn.body(&answer)).ok()?;
+    parse_tally(std::str::from_utf8(conn.body(&answer)).ok()?)
+}
+
+fn parse_tally(text: &str) -> Option<Tally> {
     let counter = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     };
     let batches = counter("ots_store_write_batches_total")?;
-    (batches > 0).then_some((batches, counter("ots_store_batched_writes_total")?))
+    let took = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("ots_store_batch_seconds_bucket{le=\"")?;
+            let (bound, n) = rest.split_once("\"} ")?;
+            let bound = match bound {
+                "+Inf" => f64::INFINITY,
+                b => b.parse().ok()?,
+            };
+            Some((bound, n.parse().ok()?))
+        })
+        .collect();
+    (batches > 0).then(|| Tally {
+        batches,
+        writes: counter("ots_store_batched_writes_total").unwrap_or_default(),
+        took,
+    })
 }
 
 /// Writes per batch between two readings of [`write_batches`].
-pub fn writes_per_batch(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
-    let ((b0, w0), (b1, w1)) = (before.unwrap_or_default(), after?);
-    (b1 > b0).then(|| (w1 - w0) as f64 / (b1 - b0) as f64)
+pub fn writes_per_batch(before: Option<&Tally>, after: Option<&Tally>) -> Option<f64> {
+    let (before, after) = (before.cloned().unwrap_or_default(), after?);
+    (after.batches > before.batches)
+        .then(|| (after.writes - before.writes) as f64 / (after.batches - before.batches) as f64)
+}
+
+/// The `q` quantile of how long the batches between two readings took, in seconds,
+/// interpolated within its bucket as Prometheus's `histogram_quantile` does (the largest
+/// finite bound when it falls beyond it); `None` when no batch was timed between them.
+pub fn batch_quantile(before: Option<&Tally>, after: Option<&Tally>, q: f64) -> Option<f64> {
+    let after = after?;
+    let earlier = |i: usize| before.and_then(|b| b.took.get(i)).map_or(0, |&(_, n)| n);
+    let took: Vec<(f64, u64)> = (after.took.iter().enumerate())
+        .map(|(i, &(bound, n))| (bound, n.saturating_sub(earlier(i))))
+        .collect();
+    let total = took.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0u64);
+    for (bound, n) in took {
+        if n as f64 >= rank {
+            if bound.is_infinite() {
+                return Some(lower);
+            }
+            let within = (rank - below as f64) / (n - below).max(1) as f64;
+            return Some(lower + (bound - lower) * within);
+        }
+        (lower, below) = (bound, n);
+    }
+    None
 }
 
 /// The value of `"field":"…"` in a JSON body (a key: no escapes).
@@ -358,18 +416,54 @@ impl Op for Get {
 
 #[cfg(test)]
 mod tests {
-    use super::json_str;
+    use super::{batch_quantile, json_str, parse_tally, writes_per_batch, Tally};
+
+    fn tally(batches: u64, writes: u64, took: &[(f64, u64)]) -> Tally {
+        Tally {
+            batches,
+            writes,
+            took: took.to_vec(),
+        }
+    }
 
     #[test]
     fn writes_per_batch_is_the_ratio_of_what_rose() {
-        use super::writes_per_batch;
-        assert_eq!(
-            writes_per_batch(Some((10, 40)), Some((20, 140))),
-            Some(10.0)
-        );
-        assert_eq!(writes_per_batch(None, Some((4, 10))), Some(2.5));
-        assert_eq!(writes_per_batch(Some((4, 10)), Some((4, 10))), None);
+        let (a, b) = (tally(10, 40, &[]), tally(20, 140, &[]));
+        assert_eq!(writes_per_batch(Some(&a), Some(&b)), Some(10.0));
+        assert_eq!(writes_per_batch(None, Some(&tally(4, 10, &[]))), Some(2.5));
+        assert_eq!(writes_per_batch(Some(&b), Some(&b)), None);
         assert_eq!(writes_per_batch(None, None), None);
+    }
+
+    #[test]
+    fn a_tally_is_read_from_the_metrics_text() {
+        let text = "ots_store_write_batches_total 7\nots_store_batched_writes_total 30\n\
+            ots_store_batch_seconds_bucket{le=\"0.001\"} 4\n\
+            ots_store_batch_seconds_bucket{le=\"0.002\"} 6\n\
+            ots_store_batch_seconds_bucket{le=\"+Inf\"} 7\n\
+            ots_store_batch_seconds_sum 0.01\nots_store_batch_seconds_count 7\n";
+        let read = parse_tally(text).unwrap();
+        assert_eq!(
+            read,
+            tally(7, 30, &[(0.001, 4), (0.002, 6), (f64::INFINITY, 7)])
+        );
+        assert_eq!(parse_tally("ots_store_write_batches_total 0\n"), None);
+    }
+
+    #[test]
+    fn batch_quantiles_come_from_what_rose_between_readings() {
+        let bounds = [0.001, 0.002, 0.004, f64::INFINITY];
+        let cumulative = |n: [u64; 4]| -> Vec<(f64, u64)> { bounds.into_iter().zip(n).collect() };
+        let before = tally(10, 10, &cumulative([10, 10, 10, 10]));
+        // Since then: 50 batches at most 1 ms, 40 more at most 2, 9 at most 4, 1 beyond.
+        let after = tally(110, 110, &cumulative([60, 100, 109, 110]));
+        let q = |q| batch_quantile(Some(&before), Some(&after), q).unwrap();
+        assert!((q(0.5) - 0.001).abs() < 1e-9, "{}", q(0.5));
+        assert!((q(0.25) - 0.0005).abs() < 1e-9, "{}", q(0.25));
+        assert!((q(0.7) - 0.0015).abs() < 1e-9, "{}", q(0.7));
+        assert_eq!(q(0.999), 0.004, "beyond the last bound: that bound");
+        assert_eq!(batch_quantile(Some(&after), Some(&after), 0.5), None);
+        assert_eq!(batch_quantile(None, None, 0.5), None);
     }
 
     #[test]

@@ -23,20 +23,23 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-use ots_domain::{StoreError, WriteBatches};
+use ots_domain::{StoreError, WriteBatches, BATCH_SECONDS};
 
 type Queued<J, A> = (J, oneshot::Sender<Result<A, StoreError>>);
 
 /// The batches a store has run and the writes they carried, counted where each batch is
-/// taken (a batch replayed job by job after a failure counts once).
+/// taken (a batch replayed job by job after a failure counts once), and how long each took
+/// to run and commit, counted when it has (its replay included).
 #[derive(Default)]
 pub(crate) struct Tally {
     batches: AtomicU64,
     writes: AtomicU64,
+    took: [AtomicU64; BATCH_SECONDS.len() + 1],
+    took_micros: AtomicU64,
 }
 
 impl Tally {
@@ -45,10 +48,20 @@ impl Tally {
         self.writes.fetch_add(writes as u64, Ordering::Relaxed);
     }
 
+    /// A batch ran and committed in `elapsed`.
+    pub(crate) fn took(&self, elapsed: Duration) {
+        let bucket = WriteBatches::bucket(elapsed.as_secs_f64());
+        self.took[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.took_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
     pub(crate) fn read(&self) -> WriteBatches {
         WriteBatches {
             batches: self.batches.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            took: std::array::from_fn(|i| self.took[i].load(Ordering::Relaxed)),
+            took_micros: self.took_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -280,11 +293,13 @@ async fn lane<J, A, S, H, F>(
         // The batch runs in a task of its own, which answers its callers: a handler that
         // panics loses its batch (its callers see the store as stopped) and its slot, not
         // the lane.
-        let handler = handler.clone();
+        let (handler, tally) = (handler.clone(), tally.clone());
         let run = tokio::spawn(async move {
             let _runs = runs;
             let (work, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            let started = Instant::now();
             let (slot, answers) = handler(slot, work).await;
+            tally.took(started.elapsed());
             // A handler that answers fewer jobs than it was given leaves the rest with a
             // dropped reply: they see the store as stopped, not a wrong answer.
             for (reply, answer) in replies.into_iter().zip(answers) {
@@ -403,14 +418,22 @@ mod tests {
             batches.len() < 20,
             "jobs that wait are taken together: {batches:?}"
         );
+        let tally = tally.read();
         assert_eq!(
-            tally.read(),
-            WriteBatches {
-                batches: batches.len() as u64,
-                writes: 200
-            },
+            (tally.batches, tally.writes),
+            (batches.len() as u64, 200),
             "the tally counts what ran"
         );
+        // Each batch slept 5 ms: counted once, in a bucket over that.
+        assert_eq!(tally.took.iter().sum::<u64>(), tally.batches);
+        let over = WriteBatches::bucket(0.005);
+        assert_eq!(
+            tally.took[..over].iter().sum::<u64>(),
+            0,
+            "{:?}",
+            tally.took
+        );
+        assert!(tally.took_micros >= 5_000 * tally.batches);
     }
 
     /// A batch that does not end (a row lock held elsewhere) holds up the next for STALL,

@@ -210,7 +210,9 @@ async fn writer<D: Dialect>(
                 }
             },
         };
+        let started = Instant::now();
         let answers = run_batch::<D>(&mut conn, batch).await;
+        tally.took(started.elapsed());
         // After a failure the pool tests the connection before it serves again.
         let failed = answers.iter().any(|(_, answer)| answer.is_err());
         if !failed && since.elapsed() < HOLD_AT_MOST {

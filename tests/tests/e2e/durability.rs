@@ -156,6 +156,17 @@ async fn kill_mid_stream(server: Server, clients: usize) -> Server {
         writes >= acknowledged && (1..=writes).contains(&batches),
         "{acknowledged} shares acknowledged, {writes} writes in {batches} batches"
     );
+    // And how long they took to commit: every batch that has answered, timed once (one
+    // still running is counted in the batches, not yet here).
+    let timed = counter("ots_store_batch_seconds_count");
+    assert!(
+        (1..=batches).contains(&timed),
+        "{timed} batches timed of {batches}"
+    );
+    assert_eq!(
+        counter(r#"ots_store_batch_seconds_bucket{le="+Inf"}"#),
+        timed
+    );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let server = server.restart_after_kill().await;
     for worker in workers {

@@ -170,6 +170,29 @@ pub trait Outbox: Send + Sync {
 pub struct WriteBatches {
     pub batches: u64,
     pub writes: u64,
+    /// The batches by how long each took to run and commit (from its first statement to its
+    /// commit's answer, durable; not its writes' wait in the queue): `took[i]` counts those
+    /// over `BATCH_SECONDS[i - 1]` and at most `BATCH_SECONDS[i]`, the last those over the
+    /// largest bound. Every write waits for at least one such commit.
+    pub took: [u64; BATCH_SECONDS.len() + 1],
+    /// The time all of them took, in microseconds.
+    pub took_micros: u64,
+}
+
+/// The upper bounds, in seconds, of [`WriteBatches::took`]'s buckets: a quarter of a
+/// millisecond (a flush on a fast disk) doubling to a quarter of a second.
+pub const BATCH_SECONDS: [f64; 11] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
+];
+
+impl WriteBatches {
+    /// The bucket of [`WriteBatches::took`] that counts a batch which took `seconds`.
+    pub fn bucket(seconds: f64) -> usize {
+        BATCH_SECONDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(BATCH_SECONDS.len())
+    }
 }
 
 /// The secret store as the server uses it: secrets, metadata and their outbox.
