@@ -32,9 +32,7 @@ mod spawns;
 mod timer;
 
 use load::Report;
-use server::{
-    batch_quantile, rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair,
-};
+use server::{quantile, rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -112,6 +110,9 @@ struct StoreRun {
     /// How long a batch took to run and commit, p50 and p99 in seconds (ots's
     /// `ots_store_batch_seconds`), at full speed and at half the peak.
     took: [Option<(f64, f64)>; 2],
+    /// How long a write took from its queue to its answer, likewise
+    /// (`ots_store_write_seconds`).
+    answered: [Option<(f64, f64)>; 2],
 }
 
 /// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
@@ -308,16 +309,20 @@ async fn run_store(
         writes_per_batch(tally_before.as_ref(), tally_full.as_ref()),
         writes_per_batch(tally_full.as_ref(), tally_half.as_ref()),
     ];
-    let quantiles = |before: Option<&server::Tally>, after: Option<&server::Tally>| {
-        Some((
-            batch_quantile(before, after, 0.5)?,
-            batch_quantile(before, after, 0.99)?,
-        ))
+    // p50 and p99 of one of the store's histograms at full speed, then at half the peak.
+    let quantiles = |of: fn(&server::Tally) -> &server::Histogram| {
+        let [before, full, half] =
+            [&tally_before, &tally_full, &tally_half].map(|t| t.as_ref().map(of));
+        let both = |before, after| {
+            Some((
+                quantile(before, after, 0.5)?,
+                quantile(before, after, 0.99)?,
+            ))
+        };
+        [both(before, full), both(full, half)]
     };
-    let took = [
-        quantiles(tally_before.as_ref(), tally_full.as_ref()),
-        quantiles(tally_full.as_ref(), tally_half.as_ref()),
-    ];
+    let took = quantiles(|t| &t.took);
+    let answered = quantiles(|t| &t.answered);
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     let data_kib = if name == "memory" {
@@ -372,6 +377,7 @@ async fn run_store(
         rounds,
         batched,
         took,
+        answered,
     })
 }
 
@@ -591,16 +597,20 @@ async fn main() -> Result<()> {
                 half.map_or("-".into(), |h| format!("{h:.1}"))
             );
         }
-        if let [Some(full), half] = run.took {
-            let ms = |(p50, p99): (f64, f64)| {
-                format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3)
-            };
-            println!(
-                "  {:<9} a batch took to run and commit: {} at full speed, {} at half the peak",
-                run.name,
-                ms(full),
-                half.map_or("-".into(), ms)
-            );
+        let ms =
+            |(p50, p99): (f64, f64)| format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3);
+        for (what, times) in [
+            ("a batch took to run and commit", run.took),
+            ("a write took from its queue to its answer", run.answered),
+        ] {
+            if let [Some(full), half] = times {
+                println!(
+                    "  {:<9} {what}: {} at full speed, {} at half the peak",
+                    run.name,
+                    ms(full),
+                    half.map_or("-".into(), ms)
+                );
+            }
         }
         if let (Some(disk), true) = (&disk, run.name != "memory") {
             println!(

@@ -289,10 +289,15 @@ impl Pair {
 pub struct Tally {
     pub batches: u64,
     pub writes: u64,
-    /// How long the batches took to run and commit: (upper bound in seconds, how many took
-    /// at most that long), cumulative, the last bound infinite.
-    pub took: Vec<(f64, u64)>,
+    /// How long the batches took to run and commit (`ots_store_batch_seconds`).
+    pub took: Histogram,
+    /// How long each write took from its queue to its answer (`ots_store_write_seconds`).
+    pub answered: Histogram,
 }
+
+/// A histogram from `/metrics`: (upper bound in seconds, how many took at most that long),
+/// cumulative, the last bound infinite.
+pub type Histogram = Vec<(f64, u64)>;
 
 /// The store's batches so far; `None` for a store that writes each request alone or when
 /// `/metrics` does not answer.
@@ -310,23 +315,26 @@ fn parse_tally(text: &str) -> Option<Tally> {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     };
+    let histogram = |name: &str| -> Histogram {
+        let prefix = format!("{name}_bucket{{le=\"");
+        text.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(&prefix)?;
+                let (bound, n) = rest.split_once("\"} ")?;
+                let bound = match bound {
+                    "+Inf" => f64::INFINITY,
+                    b => b.parse().ok()?,
+                };
+                Some((bound, n.parse().ok()?))
+            })
+            .collect()
+    };
     let batches = counter("ots_store_write_batches_total")?;
-    let took = text
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("ots_store_batch_seconds_bucket{le=\"")?;
-            let (bound, n) = rest.split_once("\"} ")?;
-            let bound = match bound {
-                "+Inf" => f64::INFINITY,
-                b => b.parse().ok()?,
-            };
-            Some((bound, n.parse().ok()?))
-        })
-        .collect();
     (batches > 0).then(|| Tally {
         batches,
         writes: counter("ots_store_batched_writes_total").unwrap_or_default(),
-        took,
+        took: histogram("ots_store_batch_seconds"),
+        answered: histogram("ots_store_write_seconds"),
     })
 }
 
@@ -337,13 +345,13 @@ pub fn writes_per_batch(before: Option<&Tally>, after: Option<&Tally>) -> Option
         .then(|| (after.writes - before.writes) as f64 / (after.batches - before.batches) as f64)
 }
 
-/// The `q` quantile of how long the batches between two readings took, in seconds,
+/// The `q` quantile, in seconds, of what a histogram counted between two readings,
 /// interpolated within its bucket as Prometheus's `histogram_quantile` does (the largest
-/// finite bound when it falls beyond it); `None` when no batch was timed between them.
-pub fn batch_quantile(before: Option<&Tally>, after: Option<&Tally>, q: f64) -> Option<f64> {
+/// finite bound when it falls beyond it); `None` when nothing was counted between them.
+pub fn quantile(before: Option<&Histogram>, after: Option<&Histogram>, q: f64) -> Option<f64> {
     let after = after?;
-    let earlier = |i: usize| before.and_then(|b| b.took.get(i)).map_or(0, |&(_, n)| n);
-    let took: Vec<(f64, u64)> = (after.took.iter().enumerate())
+    let earlier = |i: usize| before.and_then(|b| b.get(i)).map_or(0, |&(_, n)| n);
+    let took: Vec<(f64, u64)> = (after.iter().enumerate())
         .map(|(i, &(bound, n))| (bound, n.saturating_sub(earlier(i))))
         .collect();
     let total = took.last()?.1;
@@ -416,13 +424,14 @@ impl Op for Get {
 
 #[cfg(test)]
 mod tests {
-    use super::{batch_quantile, json_str, parse_tally, writes_per_batch, Tally};
+    use super::{json_str, parse_tally, quantile, writes_per_batch, Tally};
 
     fn tally(batches: u64, writes: u64, took: &[(f64, u64)]) -> Tally {
         Tally {
             batches,
             writes,
             took: took.to_vec(),
+            answered: Vec::new(),
         }
     }
 
@@ -441,29 +450,34 @@ mod tests {
             ots_store_batch_seconds_bucket{le=\"0.001\"} 4\n\
             ots_store_batch_seconds_bucket{le=\"0.002\"} 6\n\
             ots_store_batch_seconds_bucket{le=\"+Inf\"} 7\n\
-            ots_store_batch_seconds_sum 0.01\nots_store_batch_seconds_count 7\n";
+            ots_store_batch_seconds_sum 0.01\nots_store_batch_seconds_count 7\n\
+            ots_store_write_seconds_bucket{le=\"0.002\"} 12\n\
+            ots_store_write_seconds_bucket{le=\"+Inf\"} 30\n";
         let read = parse_tally(text).unwrap();
         assert_eq!(
             read,
-            tally(7, 30, &[(0.001, 4), (0.002, 6), (f64::INFINITY, 7)])
+            Tally {
+                answered: vec![(0.002, 12), (f64::INFINITY, 30)],
+                ..tally(7, 30, &[(0.001, 4), (0.002, 6), (f64::INFINITY, 7)])
+            }
         );
         assert_eq!(parse_tally("ots_store_write_batches_total 0\n"), None);
     }
 
     #[test]
-    fn batch_quantiles_come_from_what_rose_between_readings() {
+    fn quantiles_come_from_what_rose_between_readings() {
         let bounds = [0.001, 0.002, 0.004, f64::INFINITY];
         let cumulative = |n: [u64; 4]| -> Vec<(f64, u64)> { bounds.into_iter().zip(n).collect() };
-        let before = tally(10, 10, &cumulative([10, 10, 10, 10]));
+        let before = cumulative([10, 10, 10, 10]);
         // Since then: 50 batches at most 1 ms, 40 more at most 2, 9 at most 4, 1 beyond.
-        let after = tally(110, 110, &cumulative([60, 100, 109, 110]));
-        let q = |q| batch_quantile(Some(&before), Some(&after), q).unwrap();
+        let after = cumulative([60, 100, 109, 110]);
+        let q = |q| quantile(Some(&before), Some(&after), q).unwrap();
         assert!((q(0.5) - 0.001).abs() < 1e-9, "{}", q(0.5));
         assert!((q(0.25) - 0.0005).abs() < 1e-9, "{}", q(0.25));
         assert!((q(0.7) - 0.0015).abs() < 1e-9, "{}", q(0.7));
         assert_eq!(q(0.999), 0.004, "beyond the last bound: that bound");
-        assert_eq!(batch_quantile(Some(&after), Some(&after), 0.5), None);
-        assert_eq!(batch_quantile(None, None, 0.5), None);
+        assert_eq!(quantile(Some(&after), Some(&after), 0.5), None);
+        assert_eq!(quantile(None, None, 0.5), None);
     }
 
     #[test]

@@ -27,19 +27,44 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 
-use ots_domain::{StoreError, WriteBatches, BATCH_SECONDS};
+use ots_domain::{StoreError, Timings, WriteBatches, BATCH_SECONDS};
 
-type Queued<J, A> = (J, oneshot::Sender<Result<A, StoreError>>);
+/// A job, when it was queued, and where its answer goes.
+type Queued<J, A> = (J, Instant, oneshot::Sender<Result<A, StoreError>>);
 
 /// The batches a store has run and the writes they carried, counted where each batch is
-/// taken (a batch replayed job by job after a failure counts once), and how long each took
-/// to run and commit, counted when it has (its replay included).
+/// taken (a batch replayed job by job after a failure counts once); how long each took to
+/// run and commit, counted when it has (its replay included); and how long each write took
+/// from its queue to its answer, counted when it is answered.
 #[derive(Default)]
 pub(crate) struct Tally {
     batches: AtomicU64,
     writes: AtomicU64,
-    took: [AtomicU64; BATCH_SECONDS.len() + 1],
-    took_micros: AtomicU64,
+    took: Cells,
+    answered: Cells,
+}
+
+/// [`Timings`] counted from several threads.
+#[derive(Default)]
+struct Cells {
+    counts: [AtomicU64; BATCH_SECONDS.len() + 1],
+    micros: AtomicU64,
+}
+
+impl Cells {
+    fn add(&self, elapsed: Duration) {
+        let bucket = Timings::bucket(elapsed.as_secs_f64());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Timings {
+        Timings {
+            counts: std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed)),
+            micros: self.micros.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Tally {
@@ -50,18 +75,20 @@ impl Tally {
 
     /// A batch ran and committed in `elapsed`.
     pub(crate) fn took(&self, elapsed: Duration) {
-        let bucket = WriteBatches::bucket(elapsed.as_secs_f64());
-        self.took[bucket].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.took_micros.fetch_add(micros, Ordering::Relaxed);
+        self.took.add(elapsed);
+    }
+
+    /// A write queued at `queued` is answered now.
+    pub(crate) fn answered(&self, queued: Instant) {
+        self.answered.add(queued.elapsed());
     }
 
     pub(crate) fn read(&self) -> WriteBatches {
         WriteBatches {
             batches: self.batches.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
-            took: std::array::from_fn(|i| self.took[i].load(Ordering::Relaxed)),
-            took_micros: self.took_micros.load(Ordering::Relaxed),
+            took: self.took.read(),
+            answered: self.answered.read(),
         }
     }
 }
@@ -192,7 +219,7 @@ impl<J: Send + 'static, A: Send + 'static> Batcher<J, A> {
     /// Queues `job` and waits for its answer.
     pub(crate) async fn run(&self, job: J) -> Result<A, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((job, reply)).await.map_err(|_| stopped())?;
+        (self.queue.send((job, Instant::now(), reply)).await).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -296,13 +323,18 @@ async fn lane<J, A, S, H, F>(
         let (handler, tally) = (handler.clone(), tally.clone());
         let run = tokio::spawn(async move {
             let _runs = runs;
-            let (work, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            let (mut work, mut replies) = (Vec::new(), Vec::new());
+            for (job, queued, reply) in batch {
+                work.push(job);
+                replies.push((queued, reply));
+            }
             let started = Instant::now();
             let (slot, answers) = handler(slot, work).await;
             tally.took(started.elapsed());
             // A handler that answers fewer jobs than it was given leaves the rest with a
             // dropped reply: they see the store as stopped, not a wrong answer.
-            for (reply, answer) in replies.into_iter().zip(answers) {
+            for ((queued, reply), answer) in replies.into_iter().zip(answers) {
+                tally.answered(queued);
                 let _ = reply.send(answer);
             }
             slot
@@ -424,16 +456,18 @@ mod tests {
             (batches.len() as u64, 200),
             "the tally counts what ran"
         );
-        // Each batch slept 5 ms: counted once, in a bucket over that.
-        assert_eq!(tally.took.iter().sum::<u64>(), tally.batches);
-        let over = WriteBatches::bucket(0.005);
-        assert_eq!(
-            tally.took[..over].iter().sum::<u64>(),
-            0,
-            "{:?}",
-            tally.took
+        // Each batch slept 5 ms: counted once, in a bucket over that; each write is
+        // answered once, after at least its batch's run.
+        let over = Timings::bucket(0.005);
+        for (timings, count) in [(tally.took, tally.batches), (tally.answered, 200)] {
+            assert_eq!(timings.count(), count, "{timings:?}");
+            assert_eq!(timings.counts[..over].iter().sum::<u64>(), 0, "{timings:?}");
+            assert!(timings.micros >= 5_000 * count, "{timings:?}");
+        }
+        assert!(
+            tally.answered.micros >= tally.took.micros,
+            "a write waits for its whole batch: {tally:?}"
         );
-        assert!(tally.took_micros >= 5_000 * tally.batches);
     }
 
     /// A batch that does not end (a row lock held elsewhere) holds up the next for STALL,

@@ -78,6 +78,7 @@ enum Work<D: Dialect> {
 
 struct Job<D: Dialect> {
     work: Work<D>,
+    queued: Instant,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -163,7 +164,11 @@ impl<D: Dialect> GroupCommit<D> {
     async fn submit<T: 'static>(&self, work: Work<D>) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { work, reply })
+            .send(Job {
+                work,
+                queued: Instant::now(),
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         let out = answer.await.map_err(|_| stopped())??;
@@ -204,12 +209,14 @@ async fn writer<D: Dialect>(
                 Err(err) => {
                     let err = store_err::<D>(err);
                     for job in batch {
+                        tally.answered(job.queued);
                         let _ = job.reply.send(Err(err.clone()));
                     }
                     continue;
                 }
             },
         };
+        let queued: Vec<Instant> = batch.iter().map(|job| job.queued).collect();
         let started = Instant::now();
         let answers = run_batch::<D>(&mut conn, batch).await;
         tally.took(started.elapsed());
@@ -218,7 +225,8 @@ async fn writer<D: Dialect>(
         if !failed && since.elapsed() < HOLD_AT_MOST {
             kept = Some((conn, since));
         }
-        for (reply, answer) in answers {
+        for ((reply, answer), queued) in answers.into_iter().zip(queued) {
+            tally.answered(queued);
             let _ = reply.send(answer);
         }
         if let Some(committed) = &committed {

@@ -167,6 +167,17 @@ async fn kill_mid_stream(server: Server, clients: usize) -> Server {
         counter(r#"ots_store_batch_seconds_bucket{le="+Inf"}"#),
         timed
     );
+    // And each write from its queue to its answer, timed before it is answered: every
+    // acknowledged share among them.
+    let answered = counter("ots_store_write_seconds_count");
+    assert!(
+        (acknowledged..=writes).contains(&answered),
+        "{answered} writes timed, {acknowledged} shares acknowledged, {writes} writes"
+    );
+    assert_eq!(
+        counter(r#"ots_store_write_seconds_bucket{le="+Inf"}"#),
+        answered
+    );
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let server = server.restart_after_kill().await;
     for worker in workers {

@@ -170,28 +170,44 @@ pub trait Outbox: Send + Sync {
 pub struct WriteBatches {
     pub batches: u64,
     pub writes: u64,
-    /// The batches by how long each took to run and commit (from its first statement to its
-    /// commit's answer, durable; not its writes' wait in the queue): `took[i]` counts those
-    /// over `BATCH_SECONDS[i - 1]` and at most `BATCH_SECONDS[i]`, the last those over the
-    /// largest bound. Every write waits for at least one such commit.
-    pub took: [u64; BATCH_SECONDS.len() + 1],
-    /// The time all of them took, in microseconds.
-    pub took_micros: u64,
+    /// How long each batch took to run and commit (from its first statement to its commit's
+    /// answer, durable; not its writes' wait in the queue). Every write waits for at least
+    /// one such commit.
+    pub took: Timings,
+    /// How long each write took from being queued to its answer: its wait for a batch to
+    /// take it (behind the one running) and its own batch's run and commit. What a request
+    /// spends beyond this is the server's, not the store's.
+    pub answered: Timings,
 }
 
-/// The upper bounds, in seconds, of [`WriteBatches::took`]'s buckets: a quarter of a
-/// millisecond (a flush on a fast disk) doubling to a quarter of a second.
+/// Durations counted in buckets, and their sum.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Timings {
+    /// `counts[i]` counts the durations over `BATCH_SECONDS[i - 1]` and at most
+    /// `BATCH_SECONDS[i]`, the last those over the largest bound.
+    pub counts: [u64; BATCH_SECONDS.len() + 1],
+    /// All of them together, in microseconds.
+    pub micros: u64,
+}
+
+/// The upper bounds, in seconds, of [`Timings`]'s buckets: a quarter of a millisecond (a
+/// flush on a fast disk) doubling to a quarter of a second.
 pub const BATCH_SECONDS: [f64; 11] = [
     0.000_25, 0.000_5, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
 ];
 
-impl WriteBatches {
-    /// The bucket of [`WriteBatches::took`] that counts a batch which took `seconds`.
+impl Timings {
+    /// The bucket of [`Timings::counts`] that counts a duration of `seconds`.
     pub fn bucket(seconds: f64) -> usize {
         BATCH_SECONDS
             .iter()
             .position(|&bound| seconds <= bound)
             .unwrap_or(BATCH_SECONDS.len())
+    }
+
+    /// How many were counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
     }
 }
 
