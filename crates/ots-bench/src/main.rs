@@ -98,6 +98,8 @@ struct StoreRun {
     ceiling_cpu: Vec<(String, CpuPerOp)>,
     /// CPU per pair in the closed loop, and per request of `/api/v1/status` (memory).
     cpu: CpuPerOp,
+    /// CPU per pair in the half-peak run.
+    half_cpu: CpuPerOp,
     /// CPU per operation of the framing ceiling's runs: per `status` request (memory), per
     /// pgbench pair (Postgres).
     frame_cpu: Option<CpuPerOp>,
@@ -272,13 +274,16 @@ async fn run_store(
         "memory" => None,
         _ => Some(load::FlushProbe::start(dir)?),
     };
-    let half = load::fixed_rate(
-        &format!("ots {name}: pairs at half that, fixed"),
-        &addr,
-        pairs.ops_per_sec / 2.0,
-        seconds,
-        clients,
-        Pair::new(false),
+    let (half, half_cpu) = CpuPerOp::measure(
+        pid,
+        load::fixed_rate(
+            &format!("ots {name}: pairs at half that, fixed"),
+            &addr,
+            pairs.ops_per_sec / 2.0,
+            seconds,
+            clients,
+            Pair::new(false),
+        ),
     )
     .await;
     let wakes = probe.stop();
@@ -364,6 +369,7 @@ async fn run_store(
         name,
         pairs,
         half,
+        half_cpu,
         wakes,
         flushes,
         spawns,
@@ -639,6 +645,18 @@ async fn main() -> Result<()> {
                 us(run.cpu.machine)
             ),
         }
+        // Half the peak's rate is not half the machine's work: smaller batches at a lower
+        // rate cost more a pair.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        println!(
+            "  {:<9} at half the peak, CPU per pair: ots {:.0} µs, load generator and probes {:.0} µs, Postgres {:.0} µs; the machine {:.0} µs, busy {:.0}% of its {cores} cores",
+            run.name,
+            us(run.half_cpu.server),
+            us(run.half_cpu.generator),
+            us(run.half_cpu.postgres),
+            us(run.half_cpu.machine),
+            us(run.half_cpu.machine) * run.half.ops_per_sec / 1e6 / cores * 100.0
+        );
         for (name, cpu) in &run.ceiling_cpu {
             // Where the cores are saturated, a rate is the cores' time over the machine's
             // CPU per pair: this is the ratio ots could reach at most, at its own CPU cost.
