@@ -627,6 +627,10 @@ async fn main() -> Result<()> {
             );
         }
         let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "  {:<9} ots's threads went off a core {:.1} times a pair at full speed, {:.1} at half the peak",
+            run.name, run.cpu.switches, run.half_cpu.switches
+        );
         match run.frame_cpu.filter(|_| run.name == "memory") {
             Some(status) => println!(
                 "  {:<9} CPU per request: ots {:.1} µs, load generator {:.1} µs; /api/v1/status: ots {:.1} µs, load generator {:.1} µs",
@@ -645,8 +649,8 @@ async fn main() -> Result<()> {
                 us(run.cpu.machine)
             ),
         }
-        // Half the peak's rate is not half the machine's work: smaller batches at a lower
-        // rate cost more a pair.
+        // Half the peak's rate is not half the machine's work: smaller batches, and more
+        // wake-ups a pair, at a lower rate cost more a pair.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         println!(
             "  {:<9} at half the peak, CPU per pair: ots {:.0} µs, load generator and probes {:.0} µs, Postgres {:.0} µs; the machine {:.0} µs, busy {:.0}% of its {cores} cores",

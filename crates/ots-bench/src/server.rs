@@ -108,6 +108,35 @@ pub fn machine_cpu_time() -> Duration {
     ticks(busy)
 }
 
+/// How many times the threads of process `pid` have been switched off a core, whether they
+/// went to sleep (waiting for a request, a write's answer) or were made to give way: each
+/// is a wake-up later, which on a virtual machine costs far more than the work it waits for.
+pub fn thread_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| switches_in_status(&status))
+        .sum()
+}
+
+/// A thread's switches from its `/proc/…/status`: voluntary and not.
+fn switches_in_status(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(
+                key,
+                "voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"
+            )
+            .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// CPU time spent per operation of a run: by the server, the load generator (this process
 /// or pgbench), the Postgres processes and the whole machine. On a shared machine a rate
 /// moves with the neighbours, what each side spends on an operation much less; and where
@@ -119,12 +148,15 @@ pub struct CpuPerOp {
     pub generator: Duration,
     pub postgres: Duration,
     pub machine: Duration,
+    /// How many times the server's threads were switched off a core, per operation.
+    pub switches: f64,
 }
 
 /// Counters read before a run, to take the differences of after it.
 pub struct CpuMark {
     server: Option<u32>,
     server_cpu: Duration,
+    server_switches: u64,
     generator: Duration,
     children: Duration,
     postgres: Duration,
@@ -137,6 +169,7 @@ impl CpuMark {
         Self {
             server,
             server_cpu: server.map_or(Duration::ZERO, cpu_time),
+            server_switches: server.map_or(0, thread_switches),
             generator: cpu_time(std::process::id()),
             children: children_cpu_time(),
             postgres: postgres_cpu_time(),
@@ -157,6 +190,9 @@ impl CpuMark {
                 + since(children_cpu_time(), self.children),
             postgres: since(postgres_cpu_time(), self.postgres),
             machine: since(machine_cpu_time(), self.machine),
+            switches: self.server.map_or(0.0, |pid| {
+                thread_switches(pid).saturating_sub(self.server_switches) as f64 / f64::from(ops)
+            }),
         }
     }
 }
@@ -176,6 +212,11 @@ impl CpuPerOp {
             generator: total(|c| c.generator),
             postgres: total(|c| c.postgres),
             machine: total(|c| c.machine),
+            switches: runs
+                .iter()
+                .map(|(r, cpu)| cpu.switches * r.count as f64)
+                .sum::<f64>()
+                / f64::from(ops),
         }
     }
 
@@ -424,7 +465,10 @@ impl Op for Get {
 
 #[cfg(test)]
 mod tests {
-    use super::{json_str, parse_tally, quantile, writes_per_batch, Tally};
+    use super::{
+        json_str, parse_tally, quantile, switches_in_status, thread_switches, writes_per_batch,
+        Tally,
+    };
 
     fn tally(batches: u64, writes: u64, took: &[(f64, u64)]) -> Tally {
         Tally {
@@ -478,6 +522,20 @@ mod tests {
         assert_eq!(q(0.999), 0.004, "beyond the last bound: that bound");
         assert_eq!(quantile(Some(&after), Some(&after), 0.5), None);
         assert_eq!(quantile(None, None, 0.5), None);
+    }
+
+    #[test]
+    fn a_threads_switches_are_read_from_its_status() {
+        let status = "Name:\tots-http-0\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t120\n\
+            nonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(switches_in_status(status), 127);
+        assert_eq!(switches_in_status("Name:\tx\n"), 0);
+        let me = thread_switches(std::process::id());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(
+            thread_switches(std::process::id()) > me,
+            "a sleep is a switch"
+        );
     }
 
     #[test]
