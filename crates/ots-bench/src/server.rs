@@ -530,11 +530,17 @@ mod tests {
             nonvoluntary_ctxt_switches:\t7\n";
         assert_eq!(switches_in_status(status), 127);
         assert_eq!(switches_in_status("Name:\tx\n"), 0);
-        let me = thread_switches(std::process::id());
+        // Other tests' threads come and go beside this one, so the process's sum can fall
+        // between two readings: this thread's own count is the one that must rise.
+        let own =
+            || switches_in_status(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+        let before = own();
         std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = own();
+        assert!(after > before, "a sleep is a switch: {before} then {after}");
         assert!(
-            thread_switches(std::process::id()) > me,
-            "a sleep is a switch"
+            thread_switches(std::process::id()) >= after,
+            "the process's sum holds this thread's count"
         );
     }
 
