@@ -629,9 +629,22 @@ async fn main() -> Result<()> {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
             "  {:<9} ots's threads went off a core {:.1} times a pair at full speed, {:.1} at half the peak",
-            run.name, run.cpu.switches, run.half_cpu.switches
+            run.name,
+            run.cpu.total_switches(),
+            run.half_cpu.total_switches()
         );
-        match run.frame_cpu.filter(|_| run.name == "memory") {
+        println!(
+            "  {:<9} at half the peak, by thread (asleep + gave way a pair): {}",
+            run.name,
+            run.half_cpu
+                .switches
+                .iter()
+                .filter(|t| t.slept + t.gave_way >= 0.05)
+                .map(|t| format!("{} {:.1} + {:.1}", t.name, t.slept, t.gave_way))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        match run.frame_cpu.as_ref().filter(|_| run.name == "memory") {
             Some(status) => println!(
                 "  {:<9} CPU per request: ots {:.1} µs, load generator {:.1} µs; /api/v1/status: ots {:.1} µs, load generator {:.1} µs",
                 run.name,

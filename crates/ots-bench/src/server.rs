@@ -1,5 +1,6 @@
 //! The release `ots` binary as the benchmark runs it, and the requests it is driven with.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -108,33 +109,81 @@ pub fn machine_cpu_time() -> Duration {
     ticks(busy)
 }
 
-/// How many times the threads of process `pid` have been switched off a core, whether they
-/// went to sleep (waiting for a request, a write's answer) or were made to give way: each
-/// is a wake-up later, which on a virtual machine costs far more than the work it waits for.
-pub fn thread_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| t.ok())
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .map(|status| switches_in_status(&status))
-        .sum()
+/// How many times each thread of a process has been switched off a core, by thread id: its
+/// name, how often it went to sleep (waiting for a request, a write's answer) and how often
+/// it was made to give way (a thread it woke took its core). Each is a wake-up later, which
+/// on a virtual machine costs far more than the work it waits for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Switches(BTreeMap<u32, (String, u64, u64)>);
+
+/// One kind of thread's switches (its threads' names without their numbers), per operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadSwitches {
+    pub name: String,
+    pub slept: f64,
+    pub gave_way: f64,
 }
 
-/// A thread's switches from its `/proc/…/status`: voluntary and not.
-fn switches_in_status(status: &str) -> u64 {
-    status
-        .lines()
-        .filter_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            matches!(
-                key,
-                "voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"
-            )
-            .then(|| value.trim().parse::<u64>().ok())?
-        })
-        .sum()
+/// The switches of `pid`'s threads now; none where `/proc` cannot tell.
+pub fn thread_switches(pid: u32) -> Switches {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Switches::default();
+    };
+    Switches(
+        tasks
+            .filter_map(|t| t.ok())
+            .filter_map(|t| {
+                let tid = t.file_name().to_str()?.parse().ok()?;
+                let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+                Some((tid, switches_in_status(&status)))
+            })
+            .collect(),
+    )
+}
+
+/// A thread's name and switches (voluntary, then not) from its `/proc/…/status`.
+fn switches_in_status(status: &str) -> (String, u64, u64) {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let count = |key| field(key).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        field("Name").unwrap_or("?").to_owned(),
+        count("voluntary_ctxt_switches"),
+        count("nonvoluntary_ctxt_switches"),
+    )
+}
+
+impl Switches {
+    /// What rose since `before`, per operation of `ops`, by kind of thread, most first. A
+    /// thread that ended in between is left out (its count went with it); one that started
+    /// counts whole.
+    pub fn since(&self, before: &Switches, ops: f64) -> Vec<ThreadSwitches> {
+        let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (tid, (name, slept, gave_way)) in &self.0 {
+            let (was_slept, was_gave_way) = before.0.get(tid).map_or((0, 0), |b| (b.1, b.2));
+            let kind = kinds
+                .entry(name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-'))
+                .or_default();
+            kind.0 += slept.saturating_sub(was_slept);
+            kind.1 += gave_way.saturating_sub(was_gave_way);
+        }
+        let ops = ops.max(1.0);
+        let mut kinds: Vec<ThreadSwitches> = kinds
+            .into_iter()
+            .filter(|(_, (s, g))| s + g > 0)
+            .map(|(name, (s, g))| ThreadSwitches {
+                name: name.to_owned(),
+                slept: s as f64 / ops,
+                gave_way: g as f64 / ops,
+            })
+            .collect();
+        kinds.sort_by(|a, b| (b.slept + b.gave_way).total_cmp(&(a.slept + a.gave_way)));
+        kinds
+    }
 }
 
 /// CPU time spent per operation of a run: by the server, the load generator (this process
@@ -142,21 +191,22 @@ fn switches_in_status(status: &str) -> u64 {
 /// moves with the neighbours, what each side spends on an operation much less; and where
 /// the cores are saturated, a run can go no faster than the machine's CPU per operation
 /// allows.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct CpuPerOp {
     pub server: Duration,
     pub generator: Duration,
     pub postgres: Duration,
     pub machine: Duration,
-    /// How many times the server's threads were switched off a core, per operation.
-    pub switches: f64,
+    /// How many times the server's threads were switched off a core, per operation, by
+    /// kind of thread, most first.
+    pub switches: Vec<ThreadSwitches>,
 }
 
 /// Counters read before a run, to take the differences of after it.
 pub struct CpuMark {
     server: Option<u32>,
     server_cpu: Duration,
-    server_switches: u64,
+    server_switches: Switches,
     generator: Duration,
     children: Duration,
     postgres: Duration,
@@ -169,7 +219,7 @@ impl CpuMark {
         Self {
             server,
             server_cpu: server.map_or(Duration::ZERO, cpu_time),
-            server_switches: server.map_or(0, thread_switches),
+            server_switches: server.map_or_else(Switches::default, thread_switches),
             generator: cpu_time(std::process::id()),
             children: children_cpu_time(),
             postgres: postgres_cpu_time(),
@@ -190,8 +240,8 @@ impl CpuMark {
                 + since(children_cpu_time(), self.children),
             postgres: since(postgres_cpu_time(), self.postgres),
             machine: since(machine_cpu_time(), self.machine),
-            switches: self.server.map_or(0.0, |pid| {
-                thread_switches(pid).saturating_sub(self.server_switches) as f64 / f64::from(ops)
+            switches: self.server.map_or_else(Vec::new, |pid| {
+                thread_switches(pid).since(&self.server_switches, f64::from(ops))
             }),
         }
     }
@@ -212,12 +262,13 @@ impl CpuPerOp {
             generator: total(|c| c.generator),
             postgres: total(|c| c.postgres),
             machine: total(|c| c.machine),
-            switches: runs
-                .iter()
-                .map(|(r, cpu)| cpu.switches * r.count as f64)
-                .sum::<f64>()
-                / f64::from(ops),
+            switches: mean_switches(runs, ops),
         }
+    }
+
+    /// Switches off a core per operation, all of the server's threads.
+    pub fn total_switches(&self) -> f64 {
+        self.switches.iter().map(|t| t.slept + t.gave_way).sum()
     }
 
     /// Measures `run` (which returns how many operations succeeded) on server `pid`.
@@ -230,6 +281,29 @@ impl CpuPerOp {
         let cpu = mark.per_op(report.count);
         (report, cpu)
     }
+}
+
+/// Each kind of thread's switches over several runs, weighted by the operations of each.
+fn mean_switches(runs: &[(crate::load::Report, CpuPerOp)], ops: u32) -> Vec<ThreadSwitches> {
+    let mut kinds: Vec<ThreadSwitches> = Vec::new();
+    for (report, cpu) in runs {
+        let weight = report.count as f64 / f64::from(ops.max(1));
+        for t in &cpu.switches {
+            match kinds.iter_mut().find(|k| k.name == t.name) {
+                Some(k) => {
+                    k.slept += t.slept * weight;
+                    k.gave_way += t.gave_way * weight;
+                }
+                None => kinds.push(ThreadSwitches {
+                    slept: t.slept * weight,
+                    gave_way: t.gave_way * weight,
+                    ..t.clone()
+                }),
+            }
+        }
+    }
+    kinds.sort_by(|a, b| (b.slept + b.gave_way).total_cmp(&(a.slept + a.gave_way)));
+    kinds
 }
 
 pub struct Server {
@@ -467,7 +541,7 @@ impl Op for Get {
 mod tests {
     use super::{
         json_str, parse_tally, quantile, switches_in_status, thread_switches, writes_per_batch,
-        Tally,
+        Switches, Tally, ThreadSwitches,
     };
 
     fn tally(batches: u64, writes: u64, took: &[(f64, u64)]) -> Tally {
@@ -528,19 +602,56 @@ mod tests {
     fn a_threads_switches_are_read_from_its_status() {
         let status = "Name:\tots-http-0\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t120\n\
             nonvoluntary_ctxt_switches:\t7\n";
-        assert_eq!(switches_in_status(status), 127);
-        assert_eq!(switches_in_status("Name:\tx\n"), 0);
-        // Other tests' threads come and go beside this one, so the process's sum can fall
-        // between two readings: this thread's own count is the one that must rise.
-        let own =
-            || switches_in_status(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
-        let before = own();
+        assert_eq!(switches_in_status(status), ("ots-http-0".into(), 120, 7));
+        assert_eq!(switches_in_status("Name:\tx\n"), ("x".into(), 0, 0));
+        // Other tests' threads come and go beside this one: this thread's own count, found
+        // by its id, is the one that must rise.
+        let me: u32 = std::fs::read_link("/proc/thread-self")
+            .unwrap()
+            .file_name()
+            .and_then(|n| n.to_str()?.parse().ok())
+            .unwrap();
+        let slept = |s: &Switches| s.0.get(&me).expect("this thread is listed").1;
+        let before = thread_switches(std::process::id());
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let after = own();
-        assert!(after > before, "a sleep is a switch: {before} then {after}");
-        assert!(
-            thread_switches(std::process::id()) >= after,
-            "the process's sum holds this thread's count"
+        let after = thread_switches(std::process::id());
+        assert!(slept(&after) > slept(&before), "a sleep is a switch");
+    }
+
+    #[test]
+    fn switches_rise_by_kind_of_thread_leaving_out_those_that_ended() {
+        let threads = |list: &[(u32, &str, u64, u64)]| {
+            Switches(
+                list.iter()
+                    .map(|&(tid, name, s, g)| (tid, (name.to_owned(), s, g)))
+                    .collect(),
+            )
+        };
+        let before = threads(&[
+            (1, "ots-http-0", 100, 10),
+            (2, "ots-http-1", 50, 5),
+            (3, "ots-store-write", 10, 0),
+            (4, "gone", 500, 500),
+        ]);
+        let after = threads(&[
+            (1, "ots-http-0", 160, 12),
+            (2, "ots-http-1", 90, 5),
+            (3, "ots-store-write", 10, 0),
+            (5, "sqlx-sqlite-wor", 20, 60),
+        ]);
+        let kind = |name: &str, slept, gave_way| ThreadSwitches {
+            name: name.into(),
+            slept,
+            gave_way,
+        };
+        // Per operation of 10: the two HTTP workers as one kind, the new thread whole, the
+        // writer (no rise) and the thread that ended left out.
+        assert_eq!(
+            after.since(&before, 10.0),
+            vec![
+                kind("ots-http", 10.0, 0.2),
+                kind("sqlx-sqlite-wor", 2.0, 6.0)
+            ]
         );
     }
 
