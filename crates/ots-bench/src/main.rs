@@ -10,10 +10,11 @@
 //! BENCH_ROUNDS and BENCH_ROUND_SECONDS (default 9 and 1: the in-memory store's pairs runs,
 //! each between two `status` runs on the same process),
 //! BENCH_STORES (default `memory,sqlite,postgres`),
-//! BENCH_TIMELINE (set: the fixed-rate runs print each 50 ms window in which a pair took
+//! BENCH_TIMELINE (set: every fixed-rate run prints each 50 ms window in which a pair took
 //! over 10 ms, to tell one stall from a spread of slow pairs, the unix time their
-//! schedule started, to line the windows up with Postgres's log or a trace, and each
-//! process the machine started meanwhile),
+//! schedule started, to line the windows up with Postgres's log or a trace, each process
+//! the machine started meanwhile and each of the disk probe's flushes over 10 ms; a run
+//! whose p99 is over 10 ms prints them unasked),
 //! BENCH_PG_URL (an admin URL such as postgres://postgres@127.0.0.1:5432/test; Postgres runs
 //! are skipped without it). Loopback only; every loop is bounded in time.
 
@@ -290,7 +291,8 @@ async fn run_store(
     let spawns = spawn_probe.map(spawns::SpawnProbe::stop);
     let flushes = flush_probe.map(load::FlushProbe::stop).transpose()?;
     half.print("pair");
-    if let (Some(spawns), Some(_)) = (&spawns, std::env::var_os("BENCH_TIMELINE")) {
+    let timeline = load::timeline_wanted(&half);
+    if let (Some(spawns), true) = (&spawns, timeline) {
         for s in &spawns.named {
             eprintln!(
                 "  the machine: {} (pid {}) started by {:>5} ms",
@@ -300,7 +302,7 @@ async fn run_store(
             );
         }
     }
-    if let (Some(flushes), Some(_)) = (&flushes, std::env::var_os("BENCH_TIMELINE")) {
+    if let (Some(flushes), true) = (&flushes, timeline) {
         for (at, took) in &flushes.slow {
             eprintln!(
                 "  the disk: a 4 KiB flush begun at {:>5} ms took {:.1} ms",
