@@ -265,15 +265,38 @@ fn print_stalls(timeline: Vec<(u128, Duration)>) {
 /// so this bounds from below what a fixed-rate run's p99 can be on the machine at that time.
 pub struct WakeProbe {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Samples>,
+    thread: std::thread::JoinHandle<(Samples, Vec<(Duration, Duration)>)>,
 }
 
-/// What a [`WakeProbe`] saw: lateness percentiles, and wakes over 4 ms late.
+/// What a [`WakeProbe`] saw: lateness percentiles, and wakes over 4 ms late; and the time the
+/// host took the machine's cores away meanwhile (steal), in all and in each 50 ms window
+/// (since the probe started) where it took any.
 pub struct Wakes {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
     pub over_4ms: f64,
+    pub stolen: Duration,
+    pub stolen_in: Vec<(Duration, Duration)>,
+}
+
+/// How often the probe reads the steal counter (which counts in 10 ms ticks).
+const STEAL_EVERY: Duration = Duration::from_millis(10);
+
+/// The steal in each 50 ms window, from readings of the counter (time since the start, total
+/// so far) in order: what rose between two readings falls in the window of the later one.
+fn stolen_by_window(readings: &[(Duration, Duration)]) -> Vec<(Duration, Duration)> {
+    let mut windows = std::collections::BTreeMap::<u128, Duration>::new();
+    for pair in readings.windows(2) {
+        let ((_, before), (at, after)) = (pair[0], pair[1]);
+        if after > before {
+            *windows.entry(at.as_millis() / 50).or_default() += after - before;
+        }
+    }
+    windows
+        .into_iter()
+        .map(|(w, stolen)| (Duration::from_millis(w as u64 * 50), stolen))
+        .collect()
 }
 
 impl WakeProbe {
@@ -284,12 +307,21 @@ impl WakeProbe {
             move || {
                 let nap = Duration::from_millis(1);
                 let mut late = Samples::default();
+                let started = Instant::now();
+                let mut steal = vec![(Duration::ZERO, crate::server::stolen_time())];
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let t = Instant::now();
                     std::thread::sleep(nap);
                     late.0.push(t.elapsed().saturating_sub(nap));
+                    if steal
+                        .last()
+                        .is_some_and(|(at, _)| started.elapsed() >= *at + STEAL_EVERY)
+                    {
+                        steal.push((started.elapsed(), crate::server::stolen_time()));
+                    }
                 }
-                late
+                steal.push((started.elapsed(), crate::server::stolen_time()));
+                (late, steal)
             }
         });
         Self { stop, thread }
@@ -297,7 +329,11 @@ impl WakeProbe {
 
     pub fn stop(self) -> Wakes {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut late = self.thread.join().unwrap_or_default();
+        let (mut late, steal) = self.thread.join().unwrap_or_default();
+        let stolen = match (steal.first(), steal.last()) {
+            (Some((_, first)), Some((_, last))) => last.saturating_sub(*first),
+            _ => Duration::ZERO,
+        };
         let slow = late
             .0
             .iter()
@@ -308,6 +344,8 @@ impl WakeProbe {
             p50: late.pct(0.50),
             p99: late.pct(0.99),
             max: late.pct(1.0),
+            stolen,
+            stolen_in: stolen_by_window(&steal),
         }
     }
 }
@@ -386,6 +424,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn steal_falls_in_the_window_of_the_reading_that_saw_it_rise() {
+        let ms = Duration::from_millis;
+        let readings = [
+            (ms(0), ms(100)),
+            (ms(10), ms(100)),
+            (ms(60), ms(120)),
+            (ms(95), ms(130)),
+            (ms(130), ms(130)),
+            (ms(260), ms(170)),
+        ];
+        assert_eq!(
+            stolen_by_window(&readings),
+            vec![(ms(50), ms(30)), (ms(250), ms(40))]
+        );
+        assert!(stolen_by_window(&readings[..1]).is_empty());
+    }
+
+    #[test]
     fn a_run_over_the_goal_prints_its_timeline_unasked() {
         let run = |p99_ms| Report {
             p99: Duration::from_millis(p99_ms),
@@ -423,5 +479,10 @@ mod tests {
         let wakes = probe.stop();
         assert!(wakes.p50 <= wakes.p99 && wakes.p99 <= wakes.max);
         assert!((0.0..=1.0).contains(&wakes.over_4ms));
+        let windows: Duration = wakes.stolen_in.iter().map(|(_, stolen)| *stolen).sum();
+        assert_eq!(
+            windows, wakes.stolen,
+            "every tick of steal falls in a window"
+        );
     }
 }

@@ -13,7 +13,8 @@
 //! BENCH_TIMELINE (set: every fixed-rate run prints each 50 ms window in which a pair took
 //! over 10 ms, to tell one stall from a spread of slow pairs, the unix time their
 //! schedule started, to line the windows up with Postgres's log or a trace, each process
-//! the machine started meanwhile and each of the disk probe's flushes over 10 ms; a run
+//! the machine started meanwhile, each of the disk probe's flushes over 10 ms and each 50 ms
+//! in which the host took the cores away (steal); a run
 //! whose p99 is over 10 ms prints them unasked),
 //! BENCH_PG_URL (an admin URL such as postgres://postgres@127.0.0.1:5432/test; Postgres runs
 //! are skipped without it). Loopback only; every loop is bounded in time.
@@ -302,6 +303,15 @@ async fn run_store(
             );
         }
     }
+    if timeline {
+        for (at, stolen) in &wakes.stolen_in {
+            eprintln!(
+                "  the host: took {:.0} ms of the cores in the 50 ms from {:>5} ms",
+                stolen.as_secs_f64() * 1e3,
+                at.as_millis()
+            );
+        }
+    }
     if let (Some(flushes), true) = (&flushes, timeline) {
         for (at, took) in &flushes.slow {
             eprintln!(
@@ -574,12 +584,13 @@ async fn main() -> Result<()> {
             );
         }
         println!(
-            "  {:<9} meanwhile a thread sleeping 1 ms woke late by p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.1}% of its wakes over 4 ms",
+            "  {:<9} meanwhile a thread sleeping 1 ms woke late by p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms; {:.1}% of its wakes over 4 ms; the host took {:.0} ms of the cores (steal)",
             run.name,
             run.wakes.p50.as_secs_f64() * 1e3,
             run.wakes.p99.as_secs_f64() * 1e3,
             run.wakes.max.as_secs_f64() * 1e3,
-            run.wakes.over_4ms * 100.0
+            run.wakes.over_4ms * 100.0,
+            run.wakes.stolen.as_secs_f64() * 1e3
         );
         if let Some(spawns) = &run.spawns {
             println!(

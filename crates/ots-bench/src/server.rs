@@ -89,24 +89,35 @@ pub fn postgres_cpu_time() -> Duration {
         .sum()
 }
 
-/// CPU time every process on the machine has used, over all cores (`/proc/stat`: user,
-/// nice, system, irq, softirq, steal), and the wall time the cores had.
-pub fn machine_cpu_time() -> Duration {
+/// The machine's CPU time over all cores so far (`/proc/stat`'s first line, 10 ms ticks):
+/// user, nice, system, idle, iowait, irq, softirq, steal, in that order.
+fn machine_ticks() -> Vec<u64> {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
+    stat.lines()
         .next()
         .unwrap_or_default()
         .split_whitespace()
         .skip(1)
         .filter_map(|v| v.parse().ok())
-        .collect();
+        .collect()
+}
+
+/// CPU time every process on the machine has used, over all cores (`/proc/stat`: user,
+/// nice, system, irq, softirq, steal), and the wall time the cores had.
+pub fn machine_cpu_time() -> Duration {
+    let fields = machine_ticks();
     // user nice system idle iowait irq softirq steal: all but idle and iowait.
     let busy = [0, 1, 2, 5, 6, 7]
         .iter()
         .filter_map(|&i| fields.get(i))
         .sum();
     ticks(busy)
+}
+
+/// The time the host has taken the machine's cores away from it so far, over all cores
+/// (`steal`: a virtual CPU ready to run while the host ran something else).
+pub fn stolen_time() -> Duration {
+    ticks(machine_ticks().get(7).copied().unwrap_or(0))
 }
 
 /// How many times each thread of a process has been switched off a core, by thread id: its
