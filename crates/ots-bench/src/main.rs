@@ -117,6 +117,9 @@ struct StoreRun {
     /// How long a write took from its queue to its answer, likewise
     /// (`ots_store_write_seconds`).
     answered: [Option<(f64, f64)>; 2],
+    /// How long ots's handlers took for a pair's requests, likewise
+    /// (`ots_http_request_duration_seconds`, share and reveal).
+    handled: [Option<(f64, f64)>; 2],
 }
 
 /// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
@@ -340,6 +343,7 @@ async fn run_store(
     };
     let took = quantiles(|t| &t.took);
     let answered = quantiles(|t| &t.answered);
+    let handled = quantiles(|t| &t.handled);
     watcher.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
     let data_kib = if name == "memory" {
@@ -396,6 +400,7 @@ async fn run_store(
         batched,
         took,
         answered,
+        handled,
     })
 }
 
@@ -621,6 +626,7 @@ async fn main() -> Result<()> {
         for (what, times) in [
             ("a batch took to run and commit", run.took),
             ("a write took from its queue to its answer", run.answered),
+            ("a request took in ots's handlers", run.handled),
         ] {
             if let [Some(full), half] = times {
                 println!(

@@ -419,49 +419,70 @@ pub struct Tally {
     pub took: Histogram,
     /// How long each write took from its queue to its answer (`ots_store_write_seconds`).
     pub answered: Histogram,
+    /// How long ots's handlers took for the pairs' requests, from the request's head read to
+    /// its answer made (`ots_http_request_duration_seconds` of the share and reveal routes,
+    /// added): what a request spent in ots, the store's part included, and not its wait for
+    /// a worker to read it or to write the answer.
+    pub handled: Histogram,
 }
+
+/// The routes a pair's two requests take, as `/metrics` labels them.
+const PAIR_ROUTES: [&str; 2] = ["/api/v1/share", "/api/v1/secret/:key"];
 
 /// A histogram from `/metrics`: (upper bound in seconds, how many took at most that long),
 /// cumulative, the last bound infinite.
 pub type Histogram = Vec<(f64, u64)>;
 
-/// The store's batches so far; `None` for a store that writes each request alone or when
-/// `/metrics` does not answer.
+/// The store's batches so far (none for a store that writes each request alone) and the
+/// handlers' times; `None` when `/metrics` does not answer.
 pub async fn write_batches(addr: &str) -> Option<Tally> {
     let mut conn = Conn::open(addr).await.ok()?;
     let answer = conn
         .send(&http1::request("GET", "/metrics", None))
         .await
         .ok()?;
-    parse_tally(std::str::from_utf8(conn.body(&answer)).ok()?)
+    Some(parse_tally(std::str::from_utf8(conn.body(&answer)).ok()?))
 }
 
-fn parse_tally(text: &str) -> Option<Tally> {
+/// The buckets of `name` whose labels, before `le`, are `labels` (`name_bucket{labelsle="…"} n`).
+fn buckets<'t>(text: &'t str, name: &str, labels: &str) -> impl Iterator<Item = (f64, u64)> + 't {
+    let prefix = format!("{name}_bucket{{{labels}le=\"");
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(&prefix)?;
+        let (bound, n) = rest.split_once("\"} ")?;
+        let bound = match bound {
+            "+Inf" => f64::INFINITY,
+            b => b.parse().ok()?,
+        };
+        Some((bound, n.parse().ok()?))
+    })
+}
+
+fn parse_tally(text: &str) -> Tally {
     let counter = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
     };
-    let histogram = |name: &str| -> Histogram {
-        let prefix = format!("{name}_bucket{{le=\"");
-        text.lines()
-            .filter_map(|line| {
-                let rest = line.strip_prefix(&prefix)?;
-                let (bound, n) = rest.split_once("\"} ")?;
-                let bound = match bound {
-                    "+Inf" => f64::INFINITY,
-                    b => b.parse().ok()?,
-                };
-                Some((bound, n.parse().ok()?))
-            })
-            .collect()
-    };
-    let batches = counter("ots_store_write_batches_total")?;
-    (batches > 0).then(|| Tally {
-        batches,
+    let histogram = |name: &str| -> Histogram { buckets(text, name, "").collect() };
+    // The two routes' buckets added bound by bound: one family, so the same bounds in order.
+    let mut handled: Histogram = Vec::new();
+    for route in PAIR_ROUTES {
+        let labels = format!("route=\"{route}\",");
+        let route = buckets(text, "ots_http_request_duration_seconds", &labels);
+        for (i, (bound, n)) in route.enumerate() {
+            match handled.get_mut(i) {
+                Some((_, sum)) => *sum += n,
+                None => handled.push((bound, n)),
+            }
+        }
+    }
+    Tally {
+        batches: counter("ots_store_write_batches_total").unwrap_or_default(),
         writes: counter("ots_store_batched_writes_total").unwrap_or_default(),
         took: histogram("ots_store_batch_seconds"),
         answered: histogram("ots_store_write_seconds"),
-    })
+        handled,
+    }
 }
 
 /// Writes per batch between two readings of [`write_batches`].
@@ -561,6 +582,7 @@ mod tests {
             writes,
             took: took.to_vec(),
             answered: Vec::new(),
+            handled: Vec::new(),
         }
     }
 
@@ -581,16 +603,27 @@ mod tests {
             ots_store_batch_seconds_bucket{le=\"+Inf\"} 7\n\
             ots_store_batch_seconds_sum 0.01\nots_store_batch_seconds_count 7\n\
             ots_store_write_seconds_bucket{le=\"0.002\"} 12\n\
-            ots_store_write_seconds_bucket{le=\"+Inf\"} 30\n";
-        let read = parse_tally(text).unwrap();
+            ots_store_write_seconds_bucket{le=\"+Inf\"} 30\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/secret/:key\",le=\"0.001\"} 5\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/secret/:key\",le=\"+Inf\"} 9\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/share\",le=\"0.001\"} 2\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/share\",le=\"+Inf\"} 10\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/status\",le=\"0.001\"} 70\n\
+            ots_http_request_duration_seconds_bucket{route=\"/api/v1/status\",le=\"+Inf\"} 80\n";
+        let read = parse_tally(text);
         assert_eq!(
             read,
             Tally {
                 answered: vec![(0.002, 12), (f64::INFINITY, 30)],
+                // The share's and the reveal's requests, not `status`'s.
+                handled: vec![(0.001, 7), (f64::INFINITY, 19)],
                 ..tally(7, 30, &[(0.001, 4), (0.002, 6), (f64::INFINITY, 7)])
             }
         );
-        assert_eq!(parse_tally("ots_store_write_batches_total 0\n"), None);
+        // A store that writes each request alone has no batches to divide by.
+        let alone = parse_tally("ots_store_write_batches_total 0\n");
+        assert_eq!(writes_per_batch(None, Some(&alone)), None);
+        assert_eq!(quantile(None, Some(&alone.took), 0.99), None);
     }
 
     #[test]
