@@ -34,7 +34,9 @@ mod spawns;
 mod timer;
 
 use load::Report;
-use server::{quantile, rss_kib, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair};
+use server::{
+    quantile, rss_kib, slowest, start_ots, write_batches, writes_per_batch, CpuPerOp, Get, Pair,
+};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -111,15 +113,41 @@ struct StoreRun {
     /// Writes per batch (one statement or one transaction each) at full speed and at half
     /// the peak, for a store that merges writes.
     batched: [Option<f64>; 2],
-    /// How long a batch took to run and commit, p50 and p99 in seconds (ots's
-    /// `ots_store_batch_seconds`), at full speed and at half the peak.
-    took: [Option<(f64, f64)>; 2],
+    /// How long a batch took to run and commit (ots's `ots_store_batch_seconds`), at full
+    /// speed and at half the peak.
+    took: [Option<Spread>; 2],
     /// How long a write took from its queue to its answer, likewise
     /// (`ots_store_write_seconds`).
-    answered: [Option<(f64, f64)>; 2],
+    answered: [Option<Spread>; 2],
     /// How long ots's handlers took for a pair's requests, likewise
     /// (`ots_http_request_duration_seconds`, share and reveal).
-    handled: [Option<(f64, f64)>; 2],
+    handled: [Option<Spread>; 2],
+}
+
+/// What one of ots's histograms counted during a run, in seconds: p50, p99, and the bucket
+/// the slowest fell in.
+#[derive(Clone, Copy)]
+struct Spread {
+    p50: f64,
+    p99: f64,
+    slowest: (f64, f64),
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lower, upper) = self.slowest;
+        write!(
+            f,
+            "p50 {:.2} ms, p99 {:.2} ms, the slowest ",
+            self.p50 * 1e3,
+            self.p99 * 1e3
+        )?;
+        if upper.is_finite() {
+            write!(f, "{:.1}–{:.1} ms", lower * 1e3, upper * 1e3)
+        } else {
+            write!(f, "over {:.1} ms", lower * 1e3)
+        }
+    }
 }
 
 /// The closed-loop rounds of the in-memory store: each pairs run is framed by `status` runs
@@ -329,15 +357,16 @@ async fn run_store(
         writes_per_batch(tally_before.as_ref(), tally_full.as_ref()),
         writes_per_batch(tally_full.as_ref(), tally_half.as_ref()),
     ];
-    // p50 and p99 of one of the store's histograms at full speed, then at half the peak.
+    // p50, p99 and the slowest of one of ots's histograms at full speed, then at half the peak.
     let quantiles = |of: fn(&server::Tally) -> &server::Histogram| {
         let [before, full, half] =
             [&tally_before, &tally_full, &tally_half].map(|t| t.as_ref().map(of));
         let both = |before, after| {
-            Some((
-                quantile(before, after, 0.5)?,
-                quantile(before, after, 0.99)?,
-            ))
+            Some(Spread {
+                p50: quantile(before, after, 0.5)?,
+                p99: quantile(before, after, 0.99)?,
+                slowest: slowest(before, after)?,
+            })
         };
         [both(before, full), both(full, half)]
     };
@@ -621,8 +650,6 @@ async fn main() -> Result<()> {
                 half.map_or("-".into(), |h| format!("{h:.1}"))
             );
         }
-        let ms =
-            |(p50, p99): (f64, f64)| format!("p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3);
         for (what, times) in [
             ("a batch took to run and commit", run.took),
             ("a write took from its queue to its answer", run.answered),
@@ -632,8 +659,8 @@ async fn main() -> Result<()> {
                 println!(
                     "  {:<9} {what}: {} at full speed, {} at half the peak",
                     run.name,
-                    ms(full),
-                    half.map_or("-".into(), ms)
+                    full,
+                    half.map_or("-".into(), |h| h.to_string())
                 );
             }
         }

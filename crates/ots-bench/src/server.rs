@@ -520,6 +520,25 @@ pub fn quantile(before: Option<&Histogram>, after: Option<&Histogram>, q: f64) -
     None
 }
 
+/// The bucket the slowest of what a histogram counted between two readings fell in: (its
+/// lower bound, its upper bound) in seconds, the upper infinite beyond the largest finite
+/// bound; `None` when nothing was counted between them. At a fixed rate over a few
+/// connections, a stall holds only the requests in flight (one a connection) while the
+/// pairs due meanwhile wait for a connection: it shows here, not in a quantile.
+pub fn slowest(before: Option<&Histogram>, after: Option<&Histogram>) -> Option<(f64, f64)> {
+    let after = after?;
+    let earlier = |i: usize| before.and_then(|b| b.get(i)).map_or(0, |&(_, n)| n);
+    let total = after.last()?.1.saturating_sub(earlier(after.len() - 1));
+    let mut lower = 0.0;
+    for (i, &(bound, n)) in after.iter().enumerate() {
+        if total > 0 && n.saturating_sub(earlier(i)) == total {
+            return Some((lower, bound));
+        }
+        lower = bound;
+    }
+    None
+}
+
 /// The value of `"field":"…"` in a JSON body (a key: no escapes).
 fn json_str<'b>(body: &'b [u8], field: &str) -> Option<&'b str> {
     let name = format!("\"{field}\":\"");
@@ -572,8 +591,8 @@ impl Op for Get {
 #[cfg(test)]
 mod tests {
     use super::{
-        json_str, parse_tally, quantile, switches_in_status, thread_switches, writes_per_batch,
-        Switches, Tally, ThreadSwitches,
+        json_str, parse_tally, quantile, slowest, switches_in_status, thread_switches,
+        writes_per_batch, Switches, Tally, ThreadSwitches,
     };
 
     fn tally(batches: u64, writes: u64, took: &[(f64, u64)]) -> Tally {
@@ -624,6 +643,26 @@ mod tests {
         let alone = parse_tally("ots_store_write_batches_total 0\n");
         assert_eq!(writes_per_batch(None, Some(&alone)), None);
         assert_eq!(quantile(None, Some(&alone.took), 0.99), None);
+    }
+
+    #[test]
+    fn the_slowest_is_the_first_bucket_holding_all_that_rose() {
+        let bounds = [0.001, 0.002, 0.004, f64::INFINITY];
+        let cumulative = |n: [u64; 4]| -> Vec<(f64, u64)> { bounds.into_iter().zip(n).collect() };
+        let before = cumulative([10, 10, 12, 12]);
+        // Between the readings: 5 under 1 ms, 1 within 2–4 ms.
+        let after = cumulative([15, 15, 18, 18]);
+        assert_eq!(slowest(Some(&before), Some(&after)), Some((0.002, 0.004)));
+        // One beyond the largest finite bound.
+        let beyond = cumulative([15, 15, 18, 19]);
+        assert_eq!(
+            slowest(Some(&before), Some(&beyond)),
+            Some((0.004, f64::INFINITY))
+        );
+        // Nothing rose, or nothing was read.
+        assert_eq!(slowest(Some(&before), Some(&before)), None);
+        assert_eq!(slowest(None, None), None);
+        assert_eq!(slowest(None, Some(&after)), Some((0.002, 0.004)));
     }
 
     #[test]
