@@ -88,9 +88,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OTS_LISTEN", default_value = "127.0.0.1:7143")]
     pub listen: String,
-    /// Base URL of links (mail, pages), e.g. https://secrets.example.com.
-    #[arg(long, env = "OTS_PUBLIC_URL", default_value = "http://127.0.0.1:7143")]
-    pub public_url: String,
+    /// Base URL of links (mail, pages), e.g. https://secrets.example.com [default: http://
+    /// and the address ots listens on, 127.0.0.1 for 0.0.0.0]
+    #[arg(long, env = "OTS_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// bcrypt cost of passphrase hashes (4–31).
     #[arg(long, env = "OTS_BCRYPT_COST", default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
     pub bcrypt_cost: u32,

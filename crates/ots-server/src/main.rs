@@ -92,7 +92,7 @@ async fn migrate(args: &cli::StoreArgs) -> Result<()> {
 /// generated, no database is opened); prints the settings in force, secrets redacted.
 async fn check_config(args: ServeArgs) -> Result<()> {
     let settings = Settings::from_args(args)?;
-    serve::mailer(&settings)?;
+    serve::mailer(&settings, &settings.public_url(settings.listen))?;
     settings.print();
     println!(
         "store sealed under: {}",

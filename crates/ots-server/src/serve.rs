@@ -69,11 +69,26 @@ pub async fn prepare_store(svc: &AppService) -> Result<()> {
 pub async fn serve(settings: Settings) -> Result<()> {
     let keyring = settings.master.keyring()?;
     let stores = store::open(&settings.store, settings.migrate).await?;
+    // Bound before the links are made: without a public URL they name the bound address.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let public_url = settings.public_url(local);
+    if settings.public_url.is_none() && local.ip().is_unspecified() {
+        warn!(
+            public_url = %public_url,
+            "OTS_PUBLIC_URL is not set: links in mail and pages name this machine's loopback \
+             address; set it to the address people reach"
+        );
+    }
     let metrics = Arc::new(ots_http::Metrics::new());
     let events: Vec<Arc<dyn EventSink>> = vec![metrics.clone(), Arc::new(LogEvents)];
     let svc = service(
         &stores,
-        mailer(&settings)?,
+        mailer(&settings, &public_url)?,
         keyring,
         settings.policy.clone(),
     )
@@ -88,17 +103,11 @@ pub async fn serve(settings: Settings) -> Result<()> {
         body_limit: settings.body_limit,
         rate_limits: settings.plans.rate_limits.clone(),
         trusted_proxy_header: settings.plans.trusted_proxy_header.clone(),
-        public_url: settings.public_url.clone(),
+        public_url: public_url.clone(),
     };
     let app = ots_http::app(svc.clone(), &http);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let local = listener
-        .local_addr()
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let mut workers = Workers::start(settings.workers, app, local, settings.shutdown_grace)?;
-    info!(listen = ?local, store = %stores.description, public_url = %settings.public_url, "ots is serving");
+    info!(listen = ?local, store = %stores.description, public_url = %public_url, "ots is serving");
     workers::accept_until(listener, &mut workers, shutdown_signal()).await;
     sweeper.abort();
     postman.abort();
@@ -118,14 +127,14 @@ async fn sweep_forever(svc: Arc<AppService>, every: Duration) {
     }
 }
 
-/// SMTP when configured, else log-only. Builds the transport without connecting.
-pub fn mailer(settings: &Settings) -> Result<Arc<dyn Mailer>> {
+/// SMTP when configured, else log-only, its links under `public_url`. Builds the transport
+/// without connecting.
+pub fn mailer(settings: &Settings, public_url: &str) -> Result<Arc<dyn Mailer>> {
     let (Some(url), Some(from)) = (&settings.mail.smtp_url, &settings.mail.from) else {
         info!("no SMTP configured: recipient mail is logged, not sent");
         return Ok(Arc::new(ots_mail::LogMailer));
     };
-    let smtp =
-        ots_mail::SmtpMailer::new(url, from, &settings.public_url).map_err(anyhow::Error::msg)?;
+    let smtp = ots_mail::SmtpMailer::new(url, from, public_url).map_err(anyhow::Error::msg)?;
     info!(server = %store::redact(url), "recipient mail goes out by SMTP");
     Ok(Arc::new(smtp))
 }

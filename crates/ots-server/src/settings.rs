@@ -1,6 +1,7 @@
 //! Every setting of `serve`, checked and typed once at start-up from flags, environment and
 //! the config file, master secret included. `serve` runs on it; `config check` prints it.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,7 +110,9 @@ pub struct Settings {
     pub store: StoreArgs,
     pub migrate: bool,
     pub listen: std::net::SocketAddr,
-    pub public_url: String,
+    /// The base of links as configured; without one, links name the address ots listens on
+    /// (see [`Settings::public_url`]).
+    pub public_url: Option<String>,
     pub policy: Policy,
     pub plans: Plans,
     pub master: MasterSecret,
@@ -132,11 +135,10 @@ impl Settings {
             .listen
             .parse()
             .with_context(|| format!("listen address {:?} is not HOST:PORT", args.listen))?;
-        if !(args.public_url.starts_with("http://") || args.public_url.starts_with("https://")) {
-            bail!(
-                "public URL {:?} must start with http:// or https://",
-                args.public_url
-            );
+        if let Some(url) = &args.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("public URL {url:?} must start with http:// or https://");
+            }
         }
         store::check_url(&store::database_url(&args.store))?;
         let smtp_url = args.smtp_url.filter(|u| !u.is_empty());
@@ -165,13 +167,30 @@ impl Settings {
         })
     }
 
+    /// The base of links in mail and pages: the configured one, or else `http://` and the
+    /// address ots listens on (`listening`, the bound one: a port of 0 is the one the system
+    /// gave), with loopback in place of an unspecified address (0.0.0.0, ::), which no link
+    /// can name. Without it, a server moved to another port linked to the old one.
+    pub fn public_url(&self, listening: std::net::SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => link_base(listening),
+        }
+    }
+
     /// What is in force, secrets and passwords redacted.
     pub fn print(&self) {
         let policy = &self.policy;
         println!("master secret: {}", self.master.describe());
         println!("listen: {}", self.listen);
         println!("http workers: {}", self.workers);
-        println!("public url: {}", self.public_url);
+        match &self.public_url {
+            Some(url) => println!("public url: {url}"),
+            None => println!(
+                "public url: {} (the listen address; set --public-url to the one people reach)",
+                self.public_url(self.listen)
+            ),
+        }
         println!(
             "store: {}",
             store::redact(&store::database_url(&self.store))
@@ -242,5 +261,32 @@ pub fn policy_of(plans: &Plans) -> Policy {
         plans: plans.customer_plans.clone(),
         default_plan: plans.default_plan.clone(),
         ..Policy::default()
+    }
+}
+
+/// `http://` and `listening`, loopback in place of an unspecified address.
+fn link_base(listening: std::net::SocketAddr) -> String {
+    let mut at = listening;
+    if at.ip().is_unspecified() {
+        at.set_ip(match at.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{at}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_base;
+
+    #[test]
+    fn links_name_the_address_listened_on_and_loopback_for_any() {
+        let base = |addr: &str| link_base(addr.parse().unwrap());
+        assert_eq!(base("127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(base("10.1.2.3:7143"), "http://10.1.2.3:7143");
+        assert_eq!(base("0.0.0.0:9000"), "http://127.0.0.1:9000");
+        assert_eq!(base("[::]:9000"), "http://[::1]:9000");
+        assert_eq!(base("[2001:db8::5]:443"), "http://[2001:db8::5]:443");
     }
 }

@@ -184,6 +184,10 @@ fn config_check_layers_file_env_and_flags_and_names_what_is_wrong() {
         "the environment wins over the file: {out}"
     );
     assert!(out.contains("plan pro: 5000 bytes"), "{out}");
+    assert!(
+        out.contains("public url: http://127.0.0.1:8888 (the listen address"),
+        "without a public URL, links follow the listen address in force: {out}"
+    );
     assert!(out.contains("configuration OK"));
 
     for (file, needle) in [
@@ -205,4 +209,36 @@ fn config_check_layers_file_env_and_flags_and_names_what_is_wrong() {
     let (code, _, err) = config.run(&["config", "check"], "");
     assert_eq!(code, 1);
     assert!(err.contains("too short"), "{err}");
+}
+
+/// Without `OTS_PUBLIC_URL`, the links pages show name the address the server listens on
+/// (its port, not the default's), so a server moved to another port links to itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_name_the_listen_address_when_no_public_url_is_set() {
+    let data = TempDir::new("links");
+    let server = Server::start(&Config::sqlite(&data.0)).await;
+    let client = reqwest::Client::new();
+    let (status, shared) = crate::post_form(
+        &client,
+        &server.url("/api/v1/share"),
+        &[("secret", "where am I")],
+    )
+    .await;
+    assert_eq!(status, 200, "{shared}");
+    let page = client
+        .get(server.url(&format!(
+            "/private/{}",
+            shared["metadata_key"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap().replace("&#x2f;", "/");
+    let link = format!(
+        "http://127.0.0.1:{}/secret/{}",
+        server.port,
+        shared["secret_key"].as_str().unwrap()
+    );
+    assert!(html.contains(&link), "{link} not in the page: {html}");
 }
