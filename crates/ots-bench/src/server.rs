@@ -645,10 +645,16 @@ mod tests {
         assert_eq!(quantile(None, Some(&alone.took), 0.99), None);
     }
 
+    /// A cumulative histogram with bounds of 1, 2 and 4 ms and beyond.
+    fn cumulative(n: [u64; 4]) -> Vec<(f64, u64)> {
+        [0.001, 0.002, 0.004, f64::INFINITY]
+            .into_iter()
+            .zip(n)
+            .collect()
+    }
+
     #[test]
     fn the_slowest_is_the_first_bucket_holding_all_that_rose() {
-        let bounds = [0.001, 0.002, 0.004, f64::INFINITY];
-        let cumulative = |n: [u64; 4]| -> Vec<(f64, u64)> { bounds.into_iter().zip(n).collect() };
         let before = cumulative([10, 10, 12, 12]);
         // Between the readings: 5 under 1 ms, 1 within 2–4 ms.
         let after = cumulative([15, 15, 18, 18]);
@@ -667,8 +673,6 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_what_rose_between_readings() {
-        let bounds = [0.001, 0.002, 0.004, f64::INFINITY];
-        let cumulative = |n: [u64; 4]| -> Vec<(f64, u64)> { bounds.into_iter().zip(n).collect() };
         let before = cumulative([10, 10, 10, 10]);
         // Since then: 50 batches at most 1 ms, 40 more at most 2, 9 at most 4, 1 beyond.
         let after = cumulative([60, 100, 109, 110]);
