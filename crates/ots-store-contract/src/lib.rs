@@ -43,6 +43,7 @@ macro_rules! contract_suite {
             a_share_with_mail_is_stored_whole,
             concurrent_shares_fail_alone,
             mixed_writes_fail_alone_and_keep_to_their_own,
+            a_reveal_under_other_key_ids_takes_nothing_from_one_beside_it,
             tries_are_taken_then_exhausted,
             tries_are_bounded_under_concurrency,
             parallel_guesses_run_at_most_max_checks,
@@ -622,6 +623,40 @@ pub async fn mixed_writes_fail_alone_and_keep_to_their_own<S: SecretRepository +
         assert_eq!(md.state, MetadataState::Received);
     }
     assert!(store.find_secret(&first.id, T0).await.unwrap().is_some());
+}
+
+/// Reveals of the same secrets under two sets of key ids at once, the one that cannot open
+/// them asked first: a store that merges reveals must hand each secret to the asker whose key
+/// ids open it, never to one beside it in the same batch that asked the same key first.
+/// (On SQLite such a batch deletes each set's keys in a statement of its own; the rows taken
+/// were once handed out by key alone.)
+pub async fn a_reveal_under_other_key_ids_takes_nothing_from_one_beside_it<
+    S: SecretRepository + 'static,
+>(
+    store: Arc<S>,
+) {
+    let other = KeyId([9, 9, 9, 9]);
+    let mut secrets = Vec::new();
+    for _ in 0..40 {
+        secrets.push(stored(&*store, &CustId::anonymous(), T0, 3600).await.0);
+    }
+    let mut tasks = Vec::new();
+    for secret in &secrets {
+        for key_ids in [other, HELD] {
+            let (store, id) = (store.clone(), secret.id);
+            tasks.push(tokio::spawn(async move {
+                let taken = store.consume_unprotected(&id, &[key_ids], T0 + 5).await;
+                (key_ids, taken.expect("reveal"))
+            }));
+        }
+    }
+    for (task, i) in tasks.into_iter().zip(0..) {
+        let (key_ids, taken) = task.await.expect("task");
+        match key_ids == HELD {
+            true => assert_eq!(taken.as_ref(), Some(&secrets[i / 2]), "the opener gets it"),
+            false => assert_eq!(taken, None, "nothing goes to key ids that cannot open it"),
+        }
+    }
 }
 
 pub async fn tries_are_taken_then_exhausted<S: SecretRepository>(store: Arc<S>) {

@@ -536,22 +536,32 @@ pub(crate) async fn reveal_all<D: Dialect>(
             None => groups.push((&job.key_ids, vec![&job.key], job.now)),
         }
     }
-    let mut runs: Vec<(&[String], &[&str], UnixTime)> = Vec::new();
-    for (key_ids, keys, now) in &groups {
+    // Each run: its group, its key ids, its keys, its time.
+    let mut runs: Vec<(usize, &[String], &[&str], UnixTime)> = Vec::new();
+    for (g, (key_ids, keys, now)) in groups.iter().enumerate() {
         let mut at = 0;
         for len in chunk_lengths(keys.len()) {
-            runs.push((key_ids.as_slice(), &keys[at..at + len], *now));
+            runs.push((g, key_ids.as_slice(), &keys[at..at + len], *now));
             at += len;
         }
     }
-    let mut taken: HashMap<String, StoredSecret> = HashMap::new();
-    for (i, &(key_ids, run, now)) in runs.iter().enumerate() {
+    // What each group's runs took, by group and key: a row one group's key ids open is not
+    // handed to a job of another group asking the same key, whose key ids may not open it.
+    let mut taken: HashMap<(usize, String), StoredSecret> = HashMap::new();
+    for (i, &(g, key_ids, run, now)) in runs.iter().enumerate() {
         let found = delete_run::<D>(conn, run, key_ids, now, frame.of_run(i, runs.len())).await?;
-        taken.extend(found.into_iter().map(|s| (s.id.to_hex(), s)));
+        taken.extend(found.into_iter().map(|s| ((g, s.id.to_hex()), s)));
     }
-    // Found: the first job with this key takes it; later ones find it gone.
-    Ok(jobs.iter().map(|job| taken.remove(&job.key)).collect())
+    // Found: the first job of its group with this key takes it; later ones find it gone.
+    Ok(jobs
+        .iter()
+        .map(|job| {
+            let g = groups.iter().position(|g| g.0 == &job.key_ids)?;
+            taken.remove(&(g, job.key.clone()))
+        })
+        .collect())
 }
+
 
 /// Deletes the live, passphrase-free secrets among `keys` sealed under one of `key_ids`,
 /// marks their metadata received, and returns them. SQLite's `WITH` holds no writes: the
