@@ -10,7 +10,9 @@
 //! `UPDATE`, and sends them with the batch's `BEGIN` and `COMMIT` as one query (see
 //! `merged::whole_batch`), so a batch costs one round trip however many requests it serves.
 //! Each query on sqlx's SQLite connection is a round trip to its worker thread, and on a busy
-//! machine those hand-offs between threads, not the fsync, are what a write costs.
+//! machine those hand-offs between threads, not the fsync, are what a write costs: an adapter
+//! that gives the writer a connection of its own ([`InlineWriter`], SQLite's through
+//! rusqlite) has such a batch run on the writer's thread, with no hand-off at all.
 //!
 //! The task borrows the pool's single connection while writes are queued (at most
 //! `HOLD_AT_MOST` at a time), so writes that do not go through it (the sweep, the outbox,
@@ -43,8 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 use ots_domain::StoreError;
 
 use crate::batch::{OwnThread, Tally};
-use crate::merged::{reveal_all, share_runs, whole_batch, Frame, Reveal, Share};
-use crate::{store_err, Conn, Dialect};
+use crate::merged::{reveal_all, share_runs, whole_batch, Frame, Reveal, Runner, Share};
+use crate::{store_err, Arg, Conn, Dialect, RowSource};
 use ots_domain::StoredSecret;
 
 /// A connection that checkpoints the log, and the statement that does it without blocking the
@@ -53,6 +55,34 @@ use ots_domain::StoredSecret;
 pub struct Checkpoints<D: Dialect> {
     pub pool: Pool<D::Db>,
     pub statement: &'static str,
+}
+
+/// A connection to the store whose statements run on the calling thread (SQLite through
+/// rusqlite), which the writer keeps for its batches of shares and reveals without a
+/// passphrase. Through sqlx, a batch is a round trip to the driver's worker thread, which
+/// sends each statement's result back as it comes: a wake-up of the writer's thread for
+/// each, and the worker made to give way while the writer takes it. Here the batch runs on
+/// the writer's thread. The writer still holds the pool's connection meanwhile, so the
+/// writes that do not come through it stay serialized with its batches.
+pub trait InlineWriter: Send + Sync + 'static {
+    /// Runs `sql`, statements joined by `; ` (the first `BEGIN IMMEDIATE`, the last
+    /// `COMMIT`) whose anonymous `?` placeholders take `args` in order, and hands each row a
+    /// statement returns to `row`. On an error nothing of it stays: what it began is rolled
+    /// back. Once closed, an error, and the writer runs its batches through the pool.
+    fn run(
+        &self,
+        sql: &str,
+        args: &[Arg<'_>],
+        row: &mut dyn FnMut(&dyn RowSource) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// The batches it has committed.
+    fn batches(&self) -> u64;
+
+    /// Closes the connection, waiting for a batch it runs. The store closes it before its
+    /// pools: SQLite copies the log into the database file and removes it when the last
+    /// connection closes, and that must be the pool's, which closes when the server stops.
+    fn close(&self);
 }
 
 /// How long the checkpointer lets commits gather after one checkpoint before the next, and
@@ -93,12 +123,14 @@ const MAX_BATCH: usize = 256;
 /// The queue to the writer task.
 pub struct GroupCommit<D: Dialect> {
     queue: mpsc::Sender<Job<D>>,
+    inline: Option<Arc<dyn InlineWriter>>,
 }
 
 impl<D: Dialect> Clone for GroupCommit<D> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
+            inline: self.inline.clone(),
         }
     }
 }
@@ -113,6 +145,7 @@ impl<D: Dialect> GroupCommit<D> {
     pub(crate) fn start(
         pool: Pool<D::Db>,
         checkpoints: Option<Checkpoints<D>>,
+        inline: Option<Arc<dyn InlineWriter>>,
         tally: Arc<Tally>,
     ) -> Self {
         let (queue, jobs) = mpsc::channel(4 * MAX_BATCH);
@@ -123,15 +156,29 @@ impl<D: Dialect> GroupCommit<D> {
         });
         // On a thread of its own (see `OwnThread`), the writer sees a batch committed, and
         // takes the next, while the server's workers answer the last one's requests.
-        let writer = writer::<D>(pool, jobs, committed, tally);
         match OwnThread::start("ots-store-writer") {
-            Ok(thread) => thread.spawn(writer),
+            Ok(thread) => thread.spawn(writer::<D>(pool, jobs, committed, inline.clone(), tally)),
             Err(err) => {
                 tracing::warn!(error = %err, "the store's writer runs on the server's workers");
-                drop(tokio::spawn(writer));
+                // An inline connection blocks the thread it runs on: not a server's worker.
+                drop(tokio::spawn(writer::<D>(
+                    pool, jobs, committed, None, tally,
+                )));
             }
         }
-        Self { queue }
+        Self { queue, inline }
+    }
+
+    /// The batches committed on the writer's own connection, when it has one.
+    pub(crate) fn inline_batches(&self) -> Option<u64> {
+        self.inline.as_ref().map(|inline| inline.batches())
+    }
+
+    /// Closes the writer's own connection, if any (see [`InlineWriter::close`]).
+    pub(crate) fn close_inline(&self) {
+        if let Some(inline) = &self.inline {
+            inline.close();
+        }
     }
 
     /// Runs `work` in the next batch (again, alone, if another write of the batch fails);
@@ -182,6 +229,7 @@ async fn writer<D: Dialect>(
     pool: Pool<D::Db>,
     mut jobs: mpsc::Receiver<Job<D>>,
     committed: Option<mpsc::Sender<()>>,
+    inline: Option<Arc<dyn InlineWriter>>,
     tally: Arc<Tally>,
 ) {
     // The connection kept from the last batch, and since when it has been out of the pool.
@@ -218,7 +266,7 @@ async fn writer<D: Dialect>(
         };
         let queued: Vec<Instant> = batch.iter().map(|job| job.queued).collect();
         let started = Instant::now();
-        let answers = run_batch::<D>(&mut conn, batch).await;
+        let answers = run_batch::<D>(&mut conn, inline.as_deref(), batch).await;
         tally.took(started.elapsed());
         // After a failure the pool tests the connection before it serves again.
         let failed = answers.iter().any(|(_, answer)| answer.is_err());
@@ -259,12 +307,29 @@ async fn checkpointer<D: Dialect>(checkpoints: Checkpoints<D>, mut due: mpsc::Re
 }
 
 /// One transaction for the batch; if any job fails or the commit does, the batch is rolled
-/// back and each job runs alone.
+/// back and each job runs alone. A batch of shares and reveals alone runs on `inline` when
+/// given.
 async fn run_batch<D: Dialect>(
     conn: &mut Conn<D>,
+    inline: Option<&dyn InlineWriter>,
     batch: Vec<Job<D>>,
 ) -> Vec<(oneshot::Sender<Answer>, Answer)> {
-    if batch.len() > 1 {
+    let mut together = batch.len() > 1;
+    if let Some(inline) = inline {
+        match inline_batch::<D>(inline, &batch).await {
+            Some(Ok(answers)) => {
+                return batch
+                    .into_iter()
+                    .map(|job| job.reply)
+                    .zip(answers)
+                    .collect();
+            }
+            // Rolled back: each job again, alone.
+            Some(Err(())) => together = false,
+            None => {}
+        }
+    }
+    if together {
         if let Ok(answers) = try_together::<D>(conn, &batch).await {
             return batch
                 .into_iter()
@@ -305,19 +370,8 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
         }
     }
     if !others {
-        if let Some(revealed) = whole_batch::<D>(conn, &shares, &reveals).await {
-            let mut revealed = revealed.map_err(|_| ())?.into_iter();
-            return batch
-                .iter()
-                .map(|job| match &job.work {
-                    Work::Reveal(_) => revealed
-                        .next()
-                        .map(|secret| Box::new(secret) as Box<dyn Any + Send>)
-                        .ok_or(()),
-                    _ => Ok(Box::new(()) as Box<dyn Any + Send>),
-                })
-                .map(|answer| answer.map(Ok))
-                .collect();
+        if let Some(revealed) = whole_batch::<D>(Runner::Sqlx(conn), &shares, &reveals).await {
+            return merged_answers(batch, revealed.map_err(|_| ())?);
         }
     }
     let reveal_runs = reveals.iter().any(|r| !r.key_ids.is_empty());
@@ -366,6 +420,48 @@ async fn all_jobs<D: Dialect>(conn: &mut Conn<D>, batch: &[Job<D>]) -> Result<Ve
         D::execute(conn, "COMMIT", vec![]).await.map_err(|_| ())?;
     }
     Ok(answers)
+}
+
+/// A batch of shares and reveals alone, on the writer's own connection: `None` when the
+/// batch holds another write or is not of [`whole_batch`]'s shape, `Err` when it failed
+/// (and was rolled back).
+async fn inline_batch<D: Dialect>(
+    inline: &dyn InlineWriter,
+    batch: &[Job<D>],
+) -> Option<Result<Vec<Answer>, ()>> {
+    let (mut shares, mut reveals) = (Vec::new(), Vec::new());
+    for job in batch {
+        match &job.work {
+            Work::Share(share) => shares.push(share.clone()),
+            Work::Reveal(reveal) => reveals.push(reveal.clone()),
+            Work::Opaque(_) => return None,
+        }
+    }
+    let revealed = whole_batch::<D>(Runner::Inline(inline), &shares, &reveals).await?;
+    Some(
+        revealed
+            .map_err(|_| ())
+            .and_then(|r| merged_answers(batch, r)),
+    )
+}
+
+/// Each job's answer from what a merged batch's reveals took, in the batch's order.
+fn merged_answers<D: Dialect>(
+    batch: &[Job<D>],
+    revealed: Vec<Option<StoredSecret>>,
+) -> Result<Vec<Answer>, ()> {
+    let mut revealed = revealed.into_iter();
+    batch
+        .iter()
+        .map(|job| match &job.work {
+            Work::Reveal(_) => revealed
+                .next()
+                .map(|secret| Box::new(secret) as Box<dyn Any + Send>)
+                .ok_or(()),
+            _ => Ok(Box::new(()) as Box<dyn Any + Send>),
+        })
+        .map(|answer| answer.map(Ok))
+        .collect()
 }
 
 /// One job in a transaction of its own.

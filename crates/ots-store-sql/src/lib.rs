@@ -15,7 +15,8 @@ use sqlx::{Database, Pool};
 
 use ots_domain::{StoreError, WriteBatches};
 
-pub use commit::{Checkpoints, GroupCommit, Pinned};
+pub use commit::{Checkpoints, GroupCommit, InlineWriter, Pinned};
+pub use rows::RowSource;
 
 mod batch;
 mod commit;
@@ -290,10 +291,18 @@ impl<D: Dialect> SqlStore<D> {
     /// Commits the writes of share, reveal, burn and passphrase tries in groups (see
     /// [`GroupCommit`]): for a `writer` pool of one connection. With `checkpoints`, the log
     /// is copied into the database on another connection, never by the writer.
-    pub fn with_group_commit(mut self, checkpoints: Option<commit::Checkpoints<D>>) -> Self {
+    ///
+    /// With `inline`, the writer runs a batch of shares and reveals without a passphrase on
+    /// that connection, on its own thread, instead of through `writer` (see [`InlineWriter`]).
+    pub fn with_group_commit(
+        mut self,
+        checkpoints: Option<commit::Checkpoints<D>>,
+        inline: Option<Arc<dyn InlineWriter>>,
+    ) -> Self {
         self.commit = Some(GroupCommit::start(
             self.writer.clone(),
             checkpoints,
+            inline,
             self.tally.clone(),
         ));
         self
@@ -312,6 +321,12 @@ impl<D: Dialect> SqlStore<D> {
         let out = work(&mut tx).await?;
         tx.commit().await.map_err(store_err::<D>)?;
         Ok(out)
+    }
+
+    /// The batches the group commit ran on the writer's own connection (see
+    /// [`InlineWriter`]), when it has one.
+    pub fn inline_batches(&self) -> Option<u64> {
+        self.commit.as_ref().and_then(GroupCommit::inline_batches)
     }
 
     /// The pool every change goes through.
@@ -380,7 +395,11 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     async fn close(&self) {
-        // The writer last: SQLite checkpoints the WAL into the database file when it closes.
+        // The writer's pool last: SQLite checkpoints the WAL into the database file when its
+        // last connection closes. The group commit's own connection goes first.
+        if let Some(commit) = &self.commit {
+            commit.close_inline();
+        }
         if let Some(reader) = &self.reader {
             reader.close().await;
         }

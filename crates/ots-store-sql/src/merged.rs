@@ -32,7 +32,7 @@ use crate::held::Held;
 use crate::outbox::MailRow;
 use crate::rows::{self, METADATA_COLUMNS, OUTBOX_COLUMNS, SECRET_COLUMNS};
 use crate::secrets::{placeholders, MetadataRow, SecretRow};
-use crate::{store_err, Arg, Column, Conn, Dialect, Param, SqlStore};
+use crate::{store_err, Arg, Column, Conn, Dialect, InlineWriter, Param, SqlStore};
 
 /// What one share writes.
 pub(crate) type Share = Arc<(StoredSecret, Metadata, Option<OutboxMail>)>;
@@ -562,7 +562,6 @@ pub(crate) async fn reveal_all<D: Dialect>(
         .collect())
 }
 
-
 /// Deletes the live, passphrase-free secrets among `keys` sealed under one of `key_ids`,
 /// marks their metadata received, and returns them. SQLite's `WITH` holds no writes: the
 /// metadata is marked first, by the same filter, then the rows are deleted and returned; one
@@ -606,7 +605,7 @@ async fn delete_run<D: Dialect>(
 /// its last key. `None` when the batch is not of that shape: no shares and no reveals to
 /// look up, or reveals under several sets of key ids (after a key change; they go run by run).
 pub(crate) async fn whole_batch<D: Dialect>(
-    conn: &mut Conn<D>,
+    runner: Runner<'_, D>,
     shares: &[Share],
     jobs: &[Reveal],
 ) -> Option<Answers<Option<StoredSecret>>> {
@@ -663,12 +662,23 @@ pub(crate) async fn whole_batch<D: Dialect>(
         }
     }
     let sql = sizes.text();
-    let found = match D::fetch_all(conn, &sql, args).await {
-        Ok(rows) => rows
-            .iter()
-            .map(rows::secret::<D>)
-            .collect::<Result<Vec<_>, _>>(),
-        Err(err) => Err(store_err::<D>(err)),
+    let found = match runner {
+        Runner::Sqlx(conn) => match D::fetch_all(conn, &sql, args).await {
+            Ok(rows) => rows
+                .iter()
+                .map(rows::secret::<D>)
+                .collect::<Result<Vec<_>, _>>(),
+            Err(err) => Err(store_err::<D>(err)),
+        },
+        Runner::Inline(writer) => {
+            let mut found = Vec::new();
+            writer
+                .run(&sql, &args, &mut |row| {
+                    found.push(rows::secret_of(row)?);
+                    Ok(())
+                })
+                .map(|()| found)
+        }
     };
     let mut taken: HashMap<String, StoredSecret> = match found {
         Ok(found) => found.into_iter().map(|s| (s.id.to_hex(), s)).collect(),
@@ -682,6 +692,13 @@ pub(crate) async fn whole_batch<D: Dialect>(
             false => taken.remove(&job.key),
         })
         .collect()))
+}
+
+/// Where a [`whole_batch`] runs: on the driver's connection, or on the writer's own (see
+/// [`InlineWriter`]).
+pub(crate) enum Runner<'c, D: Dialect> {
+    Sqlx(&'c mut Conn<D>),
+    Inline(&'c dyn InlineWriter),
 }
 
 /// `(?, ?, …)`: `n` anonymous placeholders.

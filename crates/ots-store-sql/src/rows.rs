@@ -16,14 +16,89 @@ pub(crate) const OUTBOX_COLUMNS: &str =
     "id, metadata_key, recipient, from_custid, secret_key, attempts, next_attempt_at";
 pub(crate) const CUSTOMER_COLUMNS: &str = "custid, email, plan, created";
 
-/// Reads one row of `table`, turning sqlx errors and unparseable values into store errors.
-struct Fields<'r, D: Dialect> {
-    row: &'r RowOf<D>,
+/// A row read by column name, whatever ran its statement: a sqlx row of a [`Dialect`], or a
+/// row of the SQLite writer's own connection (see [`crate::InlineWriter`]).
+pub trait RowSource {
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn maybe_text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn maybe_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError>;
+    fn maybe_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn boolean(&self, col: &str) -> Result<bool, StoreError>;
+}
+
+impl<T: RowSource + ?Sized> RowSource for &T {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        (**self).text(col)
+    }
+
+    fn maybe_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        (**self).maybe_text(col)
+    }
+
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        (**self).int(col)
+    }
+
+    fn maybe_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        (**self).maybe_int(col)
+    }
+
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
+        (**self).bytes(col)
+    }
+
+    fn maybe_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).maybe_bytes(col)
+    }
+
+    fn boolean(&self, col: &str) -> Result<bool, StoreError> {
+        (**self).boolean(col)
+    }
+}
+
+/// A sqlx row of dialect `D`.
+struct Sqlx<'r, D: Dialect>(&'r RowOf<D>);
+
+impl<D: Dialect> RowSource for Sqlx<'_, D> {
+    fn text(&self, col: &str) -> Result<String, StoreError> {
+        D::text(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn maybe_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        D::maybe_text(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn int(&self, col: &str) -> Result<i64, StoreError> {
+        D::int(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn maybe_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        D::maybe_int(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
+        D::bytes(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn maybe_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        D::maybe_bytes(self.0, col).map_err(store_err::<D>)
+    }
+
+    fn boolean(&self, col: &str) -> Result<bool, StoreError> {
+        D::boolean(self.0, col).map_err(store_err::<D>)
+    }
+}
+
+/// Reads one row of `table`, turning driver errors and unparseable values into store errors.
+struct Fields<R: RowSource> {
+    row: R,
     table: &'static str,
 }
 
-impl<'r, D: Dialect> Fields<'r, D> {
-    fn new(row: &'r RowOf<D>, table: &'static str) -> Self {
+impl<R: RowSource> Fields<R> {
+    fn new(row: R, table: &'static str) -> Self {
         Self { row, table }
     }
 
@@ -32,19 +107,19 @@ impl<'r, D: Dialect> Fields<'r, D> {
     }
 
     fn text(&self, col: &str) -> Result<String, StoreError> {
-        D::text(self.row, col).map_err(store_err::<D>)
+        self.row.text(col)
     }
 
     fn maybe_text(&self, col: &str) -> Result<Option<String>, StoreError> {
-        D::maybe_text(self.row, col).map_err(store_err::<D>)
+        self.row.maybe_text(col)
     }
 
     fn int(&self, col: &str) -> Result<i64, StoreError> {
-        D::int(self.row, col).map_err(store_err::<D>)
+        self.row.int(col)
     }
 
     fn maybe_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
-        D::maybe_int(self.row, col).map_err(store_err::<D>)
+        self.row.maybe_int(col)
     }
 
     fn count(&self, col: &str) -> Result<u32, StoreError> {
@@ -52,7 +127,7 @@ impl<'r, D: Dialect> Fields<'r, D> {
     }
 
     fn bytes(&self, col: &str) -> Result<Vec<u8>, StoreError> {
-        D::bytes(self.row, col).map_err(store_err::<D>)
+        self.row.bytes(col)
     }
 
     fn array<const N: usize>(&self, col: &str) -> Result<[u8; N], StoreError> {
@@ -60,7 +135,7 @@ impl<'r, D: Dialect> Fields<'r, D> {
     }
 
     fn maybe_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        D::maybe_bytes(self.row, col).map_err(store_err::<D>)
+        self.row.maybe_bytes(col)
     }
 
     /// Bytes stored as hex in a text column.
@@ -73,7 +148,7 @@ impl<'r, D: Dialect> Fields<'r, D> {
     }
 
     fn boolean(&self, col: &str) -> Result<bool, StoreError> {
-        D::boolean(self.row, col).map_err(store_err::<D>)
+        self.row.boolean(col)
     }
 
     fn parsed<T>(&self, col: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
@@ -104,15 +179,15 @@ impl<'r, D: Dialect> Fields<'r, D> {
 }
 
 pub(crate) fn metadata<D: Dialect>(row: &RowOf<D>) -> Result<Metadata, StoreError> {
-    let f = Fields::<D>::new(row, "metadata");
+    let f = Fields::new(Sqlx::<D>(row), "metadata");
     let sealed = (f.maybe_hex("secret_key")?, f.maybe_hex("sealed_key")?);
     metadata_with(&f, f.parsed("key", MetadataId::from_hex)?, sealed)
 }
 
 /// A metadata row with its id and sealed keys as given: the other columns mean the same in
 /// legacy and current rows.
-fn metadata_with<D: Dialect>(
-    f: &Fields<'_, D>,
+fn metadata_with<R: RowSource>(
+    f: &Fields<R>,
     id: MetadataId,
     (sealed_secret_key, sealed_key): (Option<Vec<u8>>, Option<Vec<u8>>),
 ) -> Result<Metadata, StoreError> {
@@ -135,7 +210,12 @@ fn metadata_with<D: Dialect>(
 }
 
 pub(crate) fn secret<D: Dialect>(row: &RowOf<D>) -> Result<StoredSecret, StoreError> {
-    let f = Fields::<D>::new(row, "secrets");
+    secret_of(Sqlx::<D>(row))
+}
+
+/// A secret row, from whatever ran its statement.
+pub(crate) fn secret_of(row: impl RowSource) -> Result<StoredSecret, StoreError> {
+    let f = Fields::new(row, "secrets");
     let scheme = match f.int("scheme")? {
         2 => ValueScheme::Sealed {
             key_id: f.parsed("key_id", KeyId::from_hex)?,
@@ -175,7 +255,7 @@ pub(crate) fn secret<D: Dialect>(row: &RowOf<D>) -> Result<StoredSecret, StoreEr
 }
 
 pub(crate) fn outbox<D: Dialect>(row: &RowOf<D>) -> Result<OutboxMail, StoreError> {
-    let f = Fields::<D>::new(row, "outbox");
+    let f = Fields::new(Sqlx::<D>(row), "outbox");
     Ok(OutboxMail {
         id: f.text("id")?,
         metadata_id: f.parsed("metadata_key", MetadataId::from_hex)?,
@@ -191,7 +271,7 @@ pub(crate) fn outbox<D: Dialect>(row: &RowOf<D>) -> Result<OutboxMail, StoreErro
 pub(crate) fn legacy_metadata<D: Dialect>(
     row: &RowOf<D>,
 ) -> Result<(MetadataKey, Option<SecretKey>, Metadata), StoreError> {
-    let f = Fields::<D>::new(row, "metadata");
+    let f = Fields::new(Sqlx::<D>(row), "metadata");
     let key = f.parsed("key", MetadataKey::parse)?;
     let metadata = metadata_with(&f, MetadataId::of(&key), (None, None))?;
     Ok((
@@ -202,7 +282,7 @@ pub(crate) fn legacy_metadata<D: Dialect>(
 }
 
 pub(crate) fn legacy_secret<D: Dialect>(row: &RowOf<D>) -> Result<LegacySecret, StoreError> {
-    let f = Fields::<D>::new(row, "secrets");
+    let f = Fields::new(Sqlx::<D>(row), "secrets");
     Ok(LegacySecret {
         ciphertext: f.bytes("ciphertext")?,
         nonce: f.array("nonce")?,
@@ -215,7 +295,7 @@ pub(crate) fn legacy_secret<D: Dialect>(row: &RowOf<D>) -> Result<LegacySecret, 
 }
 
 pub(crate) fn legacy_mail<D: Dialect>(row: &RowOf<D>) -> Result<LegacyMail, StoreError> {
-    let f = Fields::<D>::new(row, "outbox");
+    let f = Fields::new(Sqlx::<D>(row), "outbox");
     Ok(LegacyMail {
         id: f.text("id")?,
         to: f.text("recipient")?,
@@ -226,7 +306,7 @@ pub(crate) fn legacy_mail<D: Dialect>(row: &RowOf<D>) -> Result<LegacyMail, Stor
 }
 
 pub(crate) fn customer<D: Dialect>(row: &RowOf<D>) -> Result<Customer, StoreError> {
-    let f = Fields::<D>::new(row, "customers");
+    let f = Fields::new(Sqlx::<D>(row), "customers");
     Ok(Customer {
         custid: f.parsed("custid", CustId::parse)?,
         email: f.maybe_text("email")?,
@@ -236,7 +316,7 @@ pub(crate) fn customer<D: Dialect>(row: &RowOf<D>) -> Result<Customer, StoreErro
 }
 
 pub(crate) fn token<D: Dialect>(row: &RowOf<D>) -> Result<StoredToken, StoreError> {
-    let f = Fields::<D>::new(row, "api_tokens");
+    let f = Fields::new(Sqlx::<D>(row), "api_tokens");
     Ok(StoredToken {
         prefix: f.text("prefix")?,
         hash: f.bytes("hash")?,

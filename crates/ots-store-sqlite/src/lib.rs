@@ -7,12 +7,17 @@
 //! passphrase tries are committed in groups: one transaction and one fsync for every write
 //! queued meanwhile, each answered only once its group is durable; a group's shares and its
 //! reveals without a passphrase are merged into a few multi-row statements, sent with the
-//! group's `BEGIN` and `COMMIT` as one query. Reads use their own
+//! group's `BEGIN` and `COMMIT` as one query, which the writer runs on a connection of its
+//! own through rusqlite, on its own thread (`inline`), not as a round trip to sqlx's worker
+//! thread for that connection. Reads use their own
 //! read-only pool and never block the writer. The statements are the shared SQL core's
 //! (`ots-store-sql`); this crate holds only what SQLite does differently.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+mod inline;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -51,6 +56,9 @@ pub type SqliteStore = SqlStore<Sqlite>;
 
 /// Opens (creating if missing) the database at `url` (`sqlite://PATH`) and, when `migrate`,
 /// applies the migrations.
+/// How long a statement waits for a lock another process holds.
+const BUSY: Duration = Duration::from_secs(5);
+
 pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(store_err::<Sqlite>)?
@@ -61,7 +69,7 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
         // Deleted rows (revealed ciphertexts, rows rewritten by an upgrade) are zeroed in
         // the file, not left in free pages for a copy to find.
         .pragma("secure_delete", "ON")
-        .busy_timeout(Duration::from_secs(5));
+        .busy_timeout(BUSY);
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
@@ -84,12 +92,24 @@ pub async fn connect(url: &str, migrate: bool) -> Result<SqliteStore, StoreError
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.read_only(true))
+        .connect_with(options.clone().read_only(true))
         .await
         .map_err(store_err::<Sqlite>)?;
     let checkpoints = Checkpoints {
         pool: checkpointer,
         statement: "PRAGMA wal_checkpoint(PASSIVE)",
     };
-    Ok(SqlStore::new(writer, Some(reader)).with_group_commit(Some(checkpoints)))
+    // The writer's batches on a connection of its own (see `inline`); a database only in
+    // memory has no file that a second connection could open.
+    let inline = match url.contains("memory") {
+        true => None,
+        false => match inline::Inline::open(options.get_filename(), BUSY) {
+            Ok(inline) => Some(Arc::new(inline) as Arc<dyn ots_store_sql::InlineWriter>),
+            Err(err) => {
+                tracing::warn!(error = %err, "the store's writer runs its batches through sqlx");
+                None
+            }
+        },
+    };
+    Ok(SqlStore::new(writer, Some(reader)).with_group_commit(Some(checkpoints), inline))
 }
