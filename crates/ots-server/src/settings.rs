@@ -182,13 +182,16 @@ impl Settings {
     pub fn print(&self) {
         let policy = &self.policy;
         println!("master secret: {}", self.master.describe());
-        println!("listen: {}", self.listen);
+        match self.listen.port() {
+            0 => println!("listen: {} (a port the system picks at start)", self.listen),
+            _ => println!("listen: {}", self.listen),
+        }
         println!("http workers: {}", self.workers);
         match &self.public_url {
             Some(url) => println!("public url: {url}"),
             None => println!(
                 "public url: {} (the listen address; set --public-url to the one people reach)",
-                self.public_url(self.listen)
+                configured_link_base(self.listen)
             ),
         }
         println!(
@@ -276,9 +279,35 @@ fn link_base(listening: std::net::SocketAddr) -> String {
     format!("http://{at}")
 }
 
+/// The link base as the configuration gives it, before ots binds: a port of 0 is chosen by
+/// the system at start, so it is named as such, not printed as a port links could use.
+fn configured_link_base(listen: std::net::SocketAddr) -> String {
+    match listen.port() {
+        0 => format!(
+            "{}:<the port the system picks at start>",
+            link_base(listen).trim_end_matches(":0")
+        ),
+        _ => link_base(listen),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::link_base;
+    use super::{configured_link_base, link_base};
+
+    #[test]
+    fn a_port_of_zero_is_named_as_picked_at_start_not_printed_as_zero() {
+        let base = |addr: &str| configured_link_base(addr.parse().unwrap());
+        assert_eq!(
+            base("127.0.0.1:0"),
+            "http://127.0.0.1:<the port the system picks at start>"
+        );
+        assert_eq!(
+            base("[::]:0"),
+            "http://[::1]:<the port the system picks at start>"
+        );
+        assert_eq!(base("0.0.0.0:8080"), "http://127.0.0.1:8080");
+    }
 
     #[test]
     fn links_name_the_address_listened_on_and_loopback_for_any() {
